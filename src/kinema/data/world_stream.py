@@ -1,0 +1,52 @@
+"""An endless stream of (video, caption) pairs from the procedural world, for training."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from ..world.captions import caption
+from ..world.render import render
+from ..world.sample import sample_spec
+
+
+class WorldStream(IterableDataset):
+    """Yields {"video": float [3, T, H, W] in [-1, 1], "caption": str, "spec": dict}.
+
+    Each (rank, worker) pair draws from its own stream seeded by (seed, rank, worker), so
+    no two workers or processes repeat each other and a run is reproducible. `buckets` is a
+    list of (width, height, num_frames); a sample's bucket is drawn at random (batches of one
+    bucket are formed by the caller, e.g. with batch_size=None and `batch_size` here).
+    """
+
+    def __init__(self, split: str = "train", seed: int = 0, buckets: Sequence[tuple[int, int, int]] = ((128, 128, 25),),
+                 fps: float = 12.0, batch_size: int = 1, rank: int = 0, world_size: int = 1, max_objects: int = 3,
+                 start_index: int = 0):
+        super().__init__()
+        self.split, self.seed, self.buckets, self.fps = split, seed, list(buckets), fps
+        self.batch_size, self.rank, self.world_size, self.max_objects = batch_size, rank, world_size, max_objects
+        self.start_index = start_index
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        index = self.start_index
+        while True:
+            rng = np.random.default_rng([self.seed, self.rank, worker, num_workers, index])
+            index += 1
+            w, h, t = self.buckets[int(rng.integers(len(self.buckets)))]
+            videos, captions, specs = [], [], []
+            for _ in range(self.batch_size):
+                spec = sample_spec(rng, split=self.split, width=w, height=h, fps=self.fps, num_frames=t,
+                                   max_objects=self.max_objects)
+                frames = torch.from_numpy(render(spec)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+                videos.append(frames)
+                captions.append(caption(spec, rng))
+                specs.append(spec.to_dict())
+            if self.batch_size == 1:
+                yield {"video": videos[0], "caption": captions[0], "spec": specs[0]}
+            else:
+                yield {"video": torch.stack(videos), "caption": captions, "spec": specs}

@@ -1,0 +1,111 @@
+"""Random scene specs with `train` and `heldout` splits.
+
+The train split never produces an object with a held-out combination (spec.HELDOUT_*); every
+scene of the heldout split has at least one such object. Placement keeps objects inside the
+frame for the whole clip and apart from each other by a margin, so the analyzer can tell them apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import (BACKGROUNDS, COLORS, MOTIONS, SHAPES, SIZES, ObjectSpec, SceneSpec, SpecError)
+
+SPLITS = ("train", "heldout")
+GAP_FRACTION = 0.06  # minimum gap between objects, as a fraction of the shorter side
+
+
+def _choice(rng: np.random.Generator, options) -> str:
+    options = list(options)
+    return options[int(rng.integers(len(options)))]
+
+
+def sample_object(rng: np.random.Generator, split: str) -> ObjectSpec:
+    while True:
+        obj = ObjectSpec(
+            shape=_choice(rng, SHAPES), color=_choice(rng, COLORS), size=_choice(rng, SIZES),
+            motion=_choice(rng, MOTIONS),
+        )
+        if split == "heldout" or not obj.is_heldout():
+            return obj
+
+
+def sample_heldout_object(rng: np.random.Generator) -> ObjectSpec:
+    while True:
+        obj = sample_object(rng, "heldout")
+        if obj.is_heldout():
+            return obj
+
+
+def _place(spec: SceneSpec, rng: np.random.Generator, tries: int = 60) -> bool:
+    """Choose start positions (and distances) so every object stays in frame and apart."""
+    gap_px = GAP_FRACTION * spec.shorter_side
+    placed: list[int] = []
+    for idx, obj in enumerate(spec.objects):
+        hx, hy = spec.half_extent(obj)
+        for _ in range(tries):
+            obj.distance = float(rng.uniform(0.35, 0.5)) if obj.motion != "still" else 0.45
+            dx = obj.distance if obj.motion in ("left", "right") else 0.0
+            dy = obj.distance if obj.motion in ("up", "down") else 0.0
+            if 2 * hx + dx > 0.98 or 2 * hy + dy > 0.98:
+                obj.distance = 0.35
+                dx, dy = (min(dx, 0.35), min(dy, 0.35))
+            lo_x, hi_x = hx + 0.01, 1 - hx - 0.01
+            lo_y, hi_y = hy + 0.01, 1 - hy - 0.01
+            if obj.motion == "right":
+                hi_x -= dx
+            elif obj.motion == "left":
+                lo_x += dx
+            elif obj.motion == "down":
+                hi_y -= dy
+            elif obj.motion == "up":
+                lo_y += dy
+            if lo_x > hi_x or lo_y > hi_y:
+                return False
+            obj.start = (float(rng.uniform(lo_x, hi_x)), float(rng.uniform(lo_y, hi_y)))
+            if all(spec.min_gap(j, idx) >= gap_px for j in placed):
+                placed.append(idx)
+                break
+        else:
+            return False
+    return True
+
+
+def sample_spec(rng: np.random.Generator, split: str = "train", width: int = 128, height: int = 128,
+                fps: float = 12.0, num_frames: int = 25, max_objects: int = 3,
+                seed: int = 0, num_objects: int | None = None) -> SceneSpec:
+    """A random valid scene. `num_objects` fixes the count; otherwise 1–`max_objects`."""
+    if split not in SPLITS:
+        raise SpecError(f"split: unknown value {split!r}; allowed: {', '.join(SPLITS)}")
+    for _ in range(200):
+        n = num_objects or int(rng.choice(np.arange(1, max_objects + 1),
+                                          p=_count_weights(max_objects)))
+        objects: list[ObjectSpec] = []
+        for k in range(n):
+            if k > 0 and rng.random() < 0.2:
+                prev = objects[-1]
+                objects.append(ObjectSpec(prev.shape, prev.color, prev.size, prev.motion))
+            elif split == "heldout" and k == 0:
+                objects.append(sample_heldout_object(rng))
+            else:
+                objects.append(sample_object(rng, split))
+        if split == "heldout":
+            order = rng.permutation(n)
+            objects = [objects[i] for i in order]
+        spec = SceneSpec(width=width, height=height, fps=fps, num_frames=num_frames,
+                         background=_choice(rng, BACKGROUNDS), seed=seed, objects=objects)
+        if _place(spec, rng):
+            return spec.validate()
+    raise SpecError(f"could not place {max_objects} objects in a {width}x{height} frame")
+
+
+def _count_weights(max_objects: int) -> np.ndarray:
+    w = np.array([0.45, 0.35, 0.20][:max_objects])
+    return w / w.sum()
+
+
+def sample_specs(n: int, seed: int = 0, split: str = "train", **kwargs) -> list[SceneSpec]:
+    """`n` specs, each drawn from its own stream seeded by (seed, index): reproducible and
+    independent of how many were drawn before."""
+    return [sample_spec(np.random.default_rng([seed, i]), split=split, seed=seed * 1_000_003 + i, **kwargs)
+            for i in range(n)]
