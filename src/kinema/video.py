@@ -7,6 +7,8 @@ true size is stored in the file's metadata, which `Video.read` uses to crop the 
 
 from __future__ import annotations
 
+from .errors import KinemaError
+
 import json
 import math
 import os
@@ -19,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 
-class VideoError(ValueError):
+class VideoError(KinemaError, ValueError):
     """A video file or array that cannot be used; the message names the problem."""
 
 

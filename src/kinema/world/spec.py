@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import KinemaError
+
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "orange": (245, 140, 30),
@@ -40,7 +42,7 @@ HELDOUT_SHAPE_MOTION = {("square", "up"), ("circle", "left")}
 HELDOUT_COLOR_MOTION = {("purple", "right"), ("orange", "down")}
 
 
-class SpecError(ValueError):
+class SpecError(KinemaError, ValueError):
     """An invalid scene spec; the message names the field and, for words, the allowed values."""
 
 

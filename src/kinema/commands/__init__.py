@@ -1,0 +1,1 @@
+"""Subcommands of the `kinema` command line; each module offers `register(subparsers)`."""
