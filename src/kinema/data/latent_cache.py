@@ -1,0 +1,146 @@
+"""A latent cache for the transformer stage: encode batches with the frozen VAE once, to
+safetensors shards, then train from the shards.
+
+    CACHE/manifest.json                what was encoded (source, buckets, VAE fingerprint, ...)
+    CACHE/shard_r<R>_<K>.safetensors   entries "e<N>" = latents [B, C, t, h, w]; captions in metadata
+
+Entry n is built by process n % W (W = processes at build time) from item n // W of its data
+stream, so the cache is the same for any W and training reads it in a seeded order that does
+not depend on the number of processes either. A cache whose manifest does not match the run is
+rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import KinemaError
+
+MANIFEST = "manifest.json"
+ENTRIES_PER_SHARD = 64
+
+
+def fingerprint_module(module: torch.nn.Module) -> str:
+    """A short hash of a module's weights (and buffers)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def read_manifest(root: Path) -> dict | None:
+    try:
+        return json.loads((Path(root) / MANIFEST).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def is_valid(root: Path, key: dict) -> bool:
+    m = read_manifest(root)
+    return m is not None and m.get("key") == key and all((Path(root) / s).is_file() for s in m.get("shards", []))
+
+
+def build_shards(root: Path, rank: int, world_size: int, count: int,
+                 items: Iterable[dict], encode: Callable[[torch.Tensor], torch.Tensor],
+                 progress: Callable[[int], None] | None = None) -> list[str]:
+    """(each process) Encode this process's entries rank, rank+W, ... < count into shards."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    mine = list(range(rank, count, world_size))
+    shards: list[str] = []
+    buf: dict[str, torch.Tensor] = {}
+    captions: dict[str, list[str]] = {}
+
+    def flush() -> None:
+        if not buf:
+            return
+        name = f"shard_r{rank}_{len(shards):05d}.safetensors"
+        tmp = root / f".{name}.tmp"
+        save_file(buf, str(tmp), metadata={"captions": json.dumps(captions)})
+        os.replace(tmp, root / name)
+        shards.append(name)
+        buf.clear()
+        captions.clear()
+
+    it = iter(items)
+    for n in mine:
+        batch = next(it)
+        latents = encode(batch["video"])
+        buf[f"e{n}"] = latents.detach().to("cpu", torch.float32).contiguous()
+        captions[f"e{n}"] = list(batch["caption"])
+        if progress:
+            progress(1)
+        if len(buf) >= ENTRIES_PER_SHARD:
+            flush()
+    flush()
+    return shards
+
+
+def write_manifest(root: Path, key: dict, shards: list[str], count: int) -> None:
+    root = Path(root)
+    tmp = root / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps({"key": key, "count": count, "shards": sorted(shards)}, indent=1), encoding="utf-8")
+    os.replace(tmp, root / MANIFEST)
+
+
+def clear(root: Path) -> None:
+    root = Path(root)
+    if root.is_dir():
+        shutil.rmtree(root)
+
+
+class LatentCache:
+    """Random access to a built cache; `batch(rank, world_size, consumed)` is the training order."""
+
+    def __init__(self, root: str | os.PathLike, seed: int = 0):
+        self.root = Path(root)
+        manifest = read_manifest(self.root)
+        if manifest is None:
+            raise KinemaError(f"{self.root}: not a latent cache (no {MANIFEST})")
+        self.count = int(manifest["count"])
+        self.seed = seed
+        self._where: dict[int, str] = {}
+        self._captions: dict[int, list[str]] = {}
+        for shard in manifest["shards"]:
+            with safe_open(str(self.root / shard), framework="pt") as f:
+                caps = json.loads(f.metadata().get("captions", "{}"))
+                for key in f.keys():
+                    n = int(key[1:])
+                    self._where[n] = shard
+                    self._captions[n] = caps.get(key, [""])
+        missing = [n for n in range(self.count) if n not in self._where]
+        if missing:
+            raise KinemaError(f"{self.root}: latent cache is incomplete (entry {missing[0]} missing); delete it to rebuild")
+        self._perm_epoch = -1
+        self._perm: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def entry(self, n: int) -> dict:
+        with safe_open(str(self.root / self._where[n]), framework="pt") as f:
+            latents = f.get_tensor(f"e{n}")
+        return {"latents": latents, "caption": list(self._captions[n])}
+
+    def order(self, position: int) -> int:
+        """The entry at global position `position` of the seeded, per-epoch shuffled order."""
+        epoch, offset = divmod(position, self.count)
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, 7919, epoch]).permutation(self.count)
+            self._perm_epoch = epoch
+        return int(self._perm[offset])
+
+    def batch(self, rank: int, world_size: int, consumed: int) -> dict:
+        """The batch of process `rank` after it consumed `consumed` batches."""
+        return self.entry(self.order(consumed * world_size + rank))

@@ -1,0 +1,175 @@
+"""Rectified flow: noising, timestep sampling with a resolution-dependent shift, and the loss.
+
+Conventions (shared by training and sampling):
+
+    x_t = (1 - t) * x0 + t * eps        t in [0, 1]; t = 0 is clean data, t = 1 pure noise
+    v   = eps - x0                      what the network predicts (dx_t / dt)
+
+Every latent frame carries its own timestep, so frames given by the user (an image, the end of
+a clip, two clips to connect) sit at t = 0 and stay clean while the others are generated. The
+training mask sampler `random_condition_mask` draws all the conditioning modes of DESIGN §2 so
+one model does text->video, image->video, extension, connection and loops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "add_noise",
+    "time_shift",
+    "shift_for_tokens",
+    "num_tokens_for",
+    "sample_timesteps",
+    "random_condition_mask",
+    "frame_timesteps",
+    "flow_matching_loss",
+]
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
+    """x_t = (1 - t) x0 + t eps. `t` is a number, [B] (per sample) or [B, T] (per latent frame)
+    for latents shaped [B, C, T, H, W]."""
+    if not torch.is_tensor(t):
+        return (1.0 - t) * x0 + t * noise
+    t = t.to(device=x0.device, dtype=x0.dtype)
+    if t.ndim == 1:
+        t = t.view(-1, 1, 1, 1, 1)
+    elif t.ndim == 2:
+        t = t[:, None, :, None, None]
+    return (1.0 - t) * x0 + t * noise
+
+
+def time_shift(t, shift: float):
+    """Warp t towards 1 (more noise) for shift > 1: t' = s t / (1 + (s - 1) t), as in SD3/flux.
+
+    Keeps 0 -> 0 and 1 -> 1 and is monotone; shift = 1 is the identity. Works on floats and tensors.
+    """
+    if shift <= 0:
+        raise ValueError(f"shift must be positive, got {shift}")
+    if shift == 1.0:
+        return t
+    return shift * t / (1.0 + (shift - 1.0) * t)
+
+
+def shift_for_tokens(num_tokens: float, base_tokens: int = 256, base_shift: float = 1.0,
+                     max_tokens: int = 4096, max_shift: float = 3.0) -> float:
+    """The time shift for a sequence of `num_tokens` transformer tokens.
+
+    More tokens carry more redundant signal, so the same noise level destroys less of the picture;
+    shifting t up compensates (SD3, flux). Linear in the token count between (base_tokens,
+    base_shift) and (max_tokens, max_shift), clamped to that range outside it.
+    """
+    if max_tokens <= base_tokens:
+        raise ValueError("max_tokens must be larger than base_tokens")
+    frac = (float(num_tokens) - base_tokens) / float(max_tokens - base_tokens)
+    frac = min(1.0, max(0.0, frac))
+    return float(base_shift + frac * (max_shift - base_shift))
+
+
+def num_tokens_for(latent_shape, patch_size=(1, 2, 2)) -> int:
+    """Tokens the transformer sees for latents [.., C, T, H, W] (or a (T, H, W) tuple)."""
+    t, h, w = (int(s) for s in tuple(latent_shape)[-3:])
+    pt, ph, pw = patch_size
+    return max(1, (t // pt) * (h // ph) * (w // pw))
+
+
+def sample_timesteps(batch: int, generator: torch.Generator | None = None, num_tokens: int | None = None,
+                     device=None, mean: float = 0.0, std: float = 1.0, **shift_kwargs) -> torch.Tensor:
+    """Training timesteps [B]: logit-normal (sigmoid of N(mean, std)), then shifted for the token count.
+
+    With `num_tokens` None no shift is applied. Draws on the CPU from `generator` so results do not
+    depend on the device; the result is moved to `device`.
+    """
+    u = torch.randn(batch, generator=generator) * std + mean
+    t = torch.sigmoid(u)
+    if num_tokens is not None:
+        t = time_shift(t, shift_for_tokens(num_tokens, **shift_kwargs))
+    return t.to(device) if device is not None else t
+
+
+def random_condition_mask(batch: int, latent_frames: int, generator: torch.Generator | None = None,
+                          p_uncond_frames: float = 0.5) -> torch.Tensor:
+    """Which latent frames are given (True = clean, t = 0) for each sample: [B, T] bool.
+
+    With probability `p_uncond_frames` none (text->video); otherwise, uniformly, one of
+    first frame (image->video), first k (extend forward), last k (extend backward) and
+    first k + last k (connect; a loop is first + last with the same frames). At least one frame
+    is always left to generate, so a clip of one latent frame is never conditioned.
+    """
+    mask = torch.zeros(batch, latent_frames, dtype=torch.bool)
+    if latent_frames < 2:
+        return mask
+    draws = torch.rand(batch, 3, generator=generator)
+    modes = torch.randint(0, 4, (batch,), generator=generator)
+    for b in range(batch):
+        if float(draws[b, 0]) < p_uncond_frames:
+            continue
+        mode = int(modes[b])
+        # k in [1, T-1] for one-sided modes; the two sides of "connect" leave >= 1 frame free.
+        if mode == 0:
+            mask[b, 0] = True
+        elif mode == 1:
+            k = 1 + int(float(draws[b, 1]) * (latent_frames - 1))
+            mask[b, :min(k, latent_frames - 1)] = True
+        elif mode == 2:
+            k = 1 + int(float(draws[b, 1]) * (latent_frames - 1))
+            mask[b, latent_frames - min(k, latent_frames - 1):] = True
+        else:
+            if latent_frames < 3:
+                mask[b, 0] = True  # no room for both ends: fall back to the first frame
+                continue
+            room = latent_frames - 1  # frames the two ends may share
+            k1 = 1 + int(float(draws[b, 1]) * (room - 1))
+            k1 = min(k1, room - 1)
+            k2 = 1 + int(float(draws[b, 2]) * (room - k1))
+            k2 = min(k2, room - k1)
+            mask[b, :k1] = True
+            mask[b, latent_frames - k2:] = True
+    return mask
+
+
+def frame_timesteps(t: torch.Tensor, latent_frames: int, cond_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-frame timesteps [B, T] from per-sample t [B]; given frames (cond_mask True) get 0."""
+    tt = t.reshape(-1, 1).expand(-1, latent_frames).clone()
+    if cond_mask is not None:
+        tt = tt.masked_fill(cond_mask.to(tt.device), 0.0)
+    return tt
+
+
+def flow_matching_loss(model, x0: torch.Tensor, text_states: torch.Tensor, text_mask: torch.Tensor,
+                       cond_mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                       timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                       patch_size=(1, 2, 2)) -> torch.Tensor:
+    """Rectified-flow loss for latents x0 [B, C, T, H, W].
+
+    Each sample draws one t (logit-normal, shifted for its token count) shared by its generated
+    frames; frames with cond_mask [B, T] True are given: t = 0, clean in x_t, and left out of the
+    loss. The loss is the MSE between the prediction and eps - x0 over generated frames (0, with
+    a gradient of 0, when every frame is given). `cond_mask` None means no frame is given.
+    `timesteps` [B] and `noise` may be passed to override the random draws.
+    """
+    if x0.ndim != 5:
+        raise ValueError(f"x0 must be [B, C, T, H, W], got {tuple(x0.shape)}")
+    b, c, t_frames, h, w = x0.shape
+    if cond_mask is None:
+        cond_mask = torch.zeros(b, t_frames, dtype=torch.bool, device=x0.device)
+    cond_mask = cond_mask.to(device=x0.device, dtype=torch.bool)
+    if cond_mask.shape != (b, t_frames):
+        raise ValueError(f"cond_mask must be [B, T] = {(b, t_frames)}, got {tuple(cond_mask.shape)}")
+    if timesteps is None:
+        timesteps = sample_timesteps(b, generator, num_tokens=num_tokens_for(x0.shape, patch_size))
+    timesteps = timesteps.to(device=x0.device, dtype=x0.dtype)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    tt = frame_timesteps(timesteps, t_frames, cond_mask)
+    x_t = add_noise(x0, noise, tt)
+    pred = model(x_t, tt, text_states, text_mask)
+    target = noise - x0
+    err = (pred.float() - target.float()).pow(2)
+    weight = (~cond_mask).to(err.dtype)[:, None, :, None, None]
+    denom = weight.sum() * c * h * w
+    return (err * weight).sum() / denom.clamp_min(1.0)

@@ -1,0 +1,152 @@
+"""Sampling the rectified flow: Euler and Heun, classifier-free guidance, frame conditioning.
+
+The sampler integrates dx/dt = v(x_t, t) from t = 1 (noise) down to t = 0. Every latent frame has
+its own timestep: frames the caller gives (cond_mask True) are set to their latents, fed to the
+network at t = 0 and never overwritten, which is how image->video, extension, connection and
+loops work. Video->video edits start from given latents noised to `start_t` (the strength)
+instead of pure noise.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .flow import add_noise, time_shift
+
+__all__ = ["timestep_schedule", "edit_schedule", "sample", "SAMPLERS"]
+
+SAMPLERS = ("euler", "heun")
+
+
+def timestep_schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
+    """steps + 1 timesteps from 1 down to 0 (float32), uniform before the time shift."""
+    if int(steps) < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    t = torch.linspace(1.0, 0.0, int(steps) + 1, dtype=torch.float64)
+    t = time_shift(t, float(shift))
+    t[0], t[-1] = 1.0, 0.0
+    return t.to(torch.float32)
+
+
+def edit_schedule(steps: int, shift: float = 1.0, start_t: float = 1.0) -> torch.Tensor:
+    """The part of `timestep_schedule(steps, shift)` below `start_t`, starting at `start_t`.
+
+    An edit at strength s therefore runs about s * steps steps (at least one)."""
+    full = timestep_schedule(steps, shift)
+    if start_t >= 1.0:
+        return full
+    rest = full[full < start_t - 1e-6]
+    return torch.cat([torch.tensor([float(start_t)], dtype=full.dtype), rest])
+
+
+def _pad_text(states: torch.Tensor, mask: torch.Tensor, length: int):
+    extra = length - states.shape[1]
+    if extra <= 0:
+        return states, mask
+    states = F.pad(states, (0, 0, 0, extra))
+    mask = F.pad(mask, (0, extra), value=False)
+    return states, mask
+
+
+def _expand_batch(x: torch.Tensor, batch: int, what: str) -> torch.Tensor:
+    if x.shape[0] == batch:
+        return x
+    if x.shape[0] == 1:
+        return x.expand(batch, *x.shape[1:])
+    raise ValueError(f"{what} has batch {x.shape[0]}, the latents have {batch}")
+
+
+@torch.no_grad()
+def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: torch.Tensor, *,
+           uncond_states: torch.Tensor | None = None, uncond_mask: torch.Tensor | None = None,
+           guidance: float = 5.0, steps: int = 20, shift: float = 1.0,
+           cond_latents: torch.Tensor | None = None, cond_mask: torch.Tensor | None = None,
+           start_t: float = 1.0, init_latents: torch.Tensor | None = None, sampler: str = "euler",
+           progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Denoise `noise` [B, C, T, H, W] into latents.
+
+    - Guidance: with `uncond_states` and guidance != 1, conditional and unconditional predictions
+      come from one batched forward: v = v_u + g (v_c - v_u). The unconditional states are the
+      empty prompt's, or a negative prompt's.
+    - Frame conditioning: `cond_mask` [B, T] or [T] bool marks given frames, whose values are
+      taken from `cond_latents` (same shape as `noise`); they stay exactly equal to them.
+    - Edit: with `init_latents` and start_t < 1 the sampler starts from init noised to start_t
+      and follows the schedule from there.
+    - `progress(step, total)` is called after each step (step counts from 1).
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if not 0.0 < float(start_t) <= 1.0:
+        raise ValueError(f"start_t (strength) must be in (0, 1], got {start_t}")
+    if noise.ndim != 5:
+        raise ValueError(f"noise must be [B, C, T, H, W], got {tuple(noise.shape)}")
+    b, _, t_frames = noise.shape[:3]
+    device, dtype = noise.device, noise.dtype
+
+    if cond_mask is not None:
+        cond_mask = cond_mask.to(device=device, dtype=torch.bool)
+        if cond_mask.ndim == 1:
+            cond_mask = cond_mask[None].expand(b, -1)
+        if cond_mask.shape != (b, t_frames):
+            raise ValueError(f"cond_mask must be [B, T] = {(b, t_frames)}, got {tuple(cond_mask.shape)}")
+        if not bool(cond_mask.any()):
+            cond_mask = None
+    if cond_mask is not None:
+        if cond_latents is None or cond_latents.shape != noise.shape:
+            raise ValueError("cond_latents must be given, shaped like the noise, when cond_mask is")
+        cond_latents = cond_latents.to(device=device, dtype=dtype)
+        frame_mask = cond_mask[:, None, :, None, None]
+
+    def keep_given(x: torch.Tensor) -> torch.Tensor:
+        return torch.where(frame_mask, cond_latents, x) if cond_mask is not None else x
+
+    # Text: conditional and (optionally) unconditional states batched along the batch dimension.
+    text_states = _expand_batch(text_states.to(device), b, "text_states")
+    text_mask = _expand_batch(text_mask.to(device), b, "text_mask")
+    use_cfg = uncond_states is not None and float(guidance) != 1.0
+    if use_cfg:
+        if uncond_mask is None:
+            uncond_mask = torch.ones(uncond_states.shape[:2], dtype=torch.bool)
+        uncond_states = _expand_batch(uncond_states.to(device), b, "uncond_states")
+        uncond_mask = _expand_batch(uncond_mask.to(device), b, "uncond_mask")
+        length = max(text_states.shape[1], uncond_states.shape[1])
+        cs, cm = _pad_text(text_states, text_mask, length)
+        us, um = _pad_text(uncond_states, uncond_mask, length)
+        states, mask = torch.cat([cs, us]), torch.cat([cm, um])
+    else:
+        states, mask = text_states, text_mask
+
+    def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
+        tt = torch.full((b, t_frames), float(t), device=device, dtype=dtype)
+        if cond_mask is not None:
+            tt = tt.masked_fill(cond_mask, 0.0)
+        if use_cfg:
+            v = model(torch.cat([x, x]), torch.cat([tt, tt]), states, mask)
+            v_c, v_u = v.chunk(2)
+            return v_u + float(guidance) * (v_c - v_u)
+        return model(x, tt, states, mask)
+
+    if float(start_t) < 1.0:
+        if init_latents is None:
+            raise ValueError("start_t < 1 needs init_latents (the clip to edit)")
+        x = add_noise(init_latents.to(device=device, dtype=dtype), noise, float(start_t))
+    else:
+        x = noise
+    schedule = edit_schedule(steps, shift, float(start_t)).tolist()
+    total = len(schedule) - 1
+    x = keep_given(x)
+    for i in range(total):
+        t_cur, t_next = schedule[i], schedule[i + 1]
+        dt = t_next - t_cur
+        v = velocity(x, t_cur)
+        x_next = x + dt * v
+        if sampler == "heun" and t_next > 0.0:
+            v2 = velocity(keep_given(x_next), t_next)
+            x_next = x + dt * 0.5 * (v + v2)
+        x = keep_given(x_next)
+        if progress is not None:
+            progress(i + 1, total)
+    return x

@@ -1,0 +1,416 @@
+"""Diffusion transformer over spacetime patches of video latents.
+
+Latents [B, C, t, h, w] are cut into 1x2x2 patches, one token each, laid out frame by frame.
+Each block: self-attention over all tokens with 3D rotary positions (t, h, w), then
+cross-attention to the text tokens, then an MLP. Queries and keys are RMS-normalised.
+Conditioning is adaLN-Zero, per token: every latent frame carries its own timestep (frames given
+by the user are clean, t=0), so the timestep embedding is [B, t, D] and is broadcast to the tokens
+of its frame; a pooled text embedding is added to it. The final layer is zero-initialised, so the
+untrained model predicts 0. The output is the velocity (noise - x0).
+
+Rotary positions come from the actual grid, so any duration, size and aspect ratio works; the head
+dimension is split across the three axes and the tables are cached per grid shape.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .vae import ConfigError
+
+
+@dataclass
+class DiTConfig:
+    in_channels: int = 8
+    hidden_size: int = 256
+    depth: int = 6
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    text_dim: int = 384
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    qk_norm: bool = True
+    rope_theta: float = 10000.0
+
+    def __post_init__(self) -> None:
+        self.patch_size = tuple(int(p) for p in self.patch_size)
+        if len(self.patch_size) != 3 or any(p < 1 for p in self.patch_size):
+            raise ConfigError(f"patch_size must be three positive integers, got {self.patch_size}")
+        if self.hidden_size % self.num_heads != 0:
+            raise ConfigError(
+                f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}"
+            )
+        if (self.hidden_size // self.num_heads) % 2 != 0 or self.hidden_size // self.num_heads < 6:
+            raise ConfigError(
+                f"the head dimension hidden_size/num_heads={self.hidden_size // self.num_heads} "
+                "must be even and at least 6 (it is split across the t, h, w rotary axes)"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["patch_size"] = list(self.patch_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DiTConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"DiTConfig.from_dict expects a dict, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(k for k in d if k not in known)
+        if unknown:
+            raise ConfigError(
+                f"unknown key {unknown[0]!r} in DiTConfig (known keys: {', '.join(sorted(known))})"
+            )
+        return cls(**d)
+
+
+# ----- embeddings -------------------------------------------------------------------------------
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding of t in [0, 1] (scaled by 1000), any leading shape -> [..., dim]."""
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half
+    )
+    args = (t.float() * 1000.0)[..., None] * freqs
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+class TimestepEmbedder(nn.Module):
+    def __init__(self, hidden_size: int, freq_dim: int = 256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(
+            nn.Linear(freq_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
+        )
+
+    def forward(self, t: Tensor) -> Tensor:
+        emb = timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype)
+        return self.mlp(emb)
+
+
+def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
+    """How the head dimension is split across (t, h, w); each part even."""
+    hw = 2 * (head_dim // 6)
+    return head_dim - 2 * hw, hw, hw
+
+
+class Rotary3D(nn.Module):
+    """3D rotary position tables (cos, sin) [N, head_dim/2] for a t x h x w token grid."""
+
+    def __init__(self, head_dim: int, theta: float):
+        super().__init__()
+        self.dims = rope_axis_dims(head_dim)
+        self.theta = theta
+        self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+    def _axis_freqs(self, n: int, dim: int, device) -> Tensor:
+        inv = 1.0 / self.theta ** (torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim)
+        pos = torch.arange(n, dtype=torch.float64, device=device)
+        return torch.outer(pos, inv)  # [n, dim/2]
+
+    def forward(self, t: int, h: int, w: int, device=None) -> tuple[Tensor, Tensor]:
+        device = torch.device(device or "cpu")
+        key = (t, h, w, str(device))
+        if key not in self._cache:
+            dt, dh, dw = self.dims
+            ft = self._axis_freqs(t, dt, device)[:, None, None, :].expand(t, h, w, -1)
+            fh = self._axis_freqs(h, dh, device)[None, :, None, :].expand(t, h, w, -1)
+            fw = self._axis_freqs(w, dw, device)[None, None, :, :].expand(t, h, w, -1)
+            angles = torch.cat([ft, fh, fw], dim=-1).reshape(t * h * w, -1)
+            if len(self._cache) > 64:
+                self._cache.clear()
+            self._cache[key] = (angles.cos().float(), angles.sin().float())
+        return self._cache[key]
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate consecutive pairs of x [B, heads, N, head_dim] by the angles of the tables [N, head_dim/2]."""
+    x2 = x.float().unflatten(-1, (-1, 2))
+    a, b = x2[..., 0], x2[..., 1]
+    out = torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1)
+    return out.flatten(-2).to(x.dtype)
+
+
+# ----- blocks -------------------------------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return xf.to(x.dtype) * self.weight
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(B, N, D))
+
+
+class CrossAttention(nn.Module):
+    """Attention from video tokens to (projected) text tokens, respecting the text mask.
+
+    A sample whose text mask is all False gets a zero output instead of NaN.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.q_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, ctx: Tensor, mask: Tensor) -> Tensor:
+        B, N, D = x.shape
+        L = ctx.shape[1]
+        q = self.q(x).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+        k, v = self.kv(ctx).view(B, L, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = self.q_norm(q), self.k_norm(k)
+        has_text = mask.any(dim=1)  # [B]
+        safe = mask.clone()
+        safe[:, 0] |= ~has_text  # attend somewhere; the result is zeroed below
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe[:, None, None, :])
+        out = out * has_text.to(out.dtype)[:, None, None, None]
+        return self.proj(out.transpose(1, 2).reshape(B, N, D))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return x * (1 + scale) + shift
+
+
+class DiTBlock(nn.Module):
+    """adaLN-Zero block: self-attention, cross-attention to text, MLP.
+
+    Tokens are viewed as [B, t, hw, D] so the per-frame modulation [B, t, 1, D] broadcasts.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qk_norm: bool):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(dim, num_heads, qk_norm)
+        self.norm_cross = nn.LayerNorm(dim, elementwise_affine=True, eps=1e-6)
+        self.cross = CrossAttention(dim, num_heads, qk_norm)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+
+    def forward(
+        self, x: Tensor, c: Tensor, rope: tuple[Tensor, Tensor], ctx: Tensor, mask: Tensor
+    ) -> Tensor:
+        # x [B, t, hw, D]; c [B, t, D]
+        B, T, S, D = x.shape
+        mod = self.adaLN_modulation(c)[:, :, None, :].chunk(6, dim=-1)
+        shift_sa, scale_sa, gate_sa, shift_mlp, scale_mlp, gate_mlp = mod
+        h = modulate(self.norm1(x), shift_sa, scale_sa).reshape(B, T * S, D)
+        x = x + gate_sa * self.attn(h, rope).view(B, T, S, D)
+        h = self.norm_cross(x).reshape(B, T * S, D)
+        x = x + self.cross(h, ctx, mask).view(B, T, S, D)
+        x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, dim: int, out_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(dim, out_dim)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift, scale = self.adaLN_modulation(c)[:, :, None, :].chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+# ----- the transformer --------------------------------------------------------------------------
+
+
+class VideoDiT(nn.Module):
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        self.config = config
+        cfg = config
+        D = cfg.hidden_size
+        pt, ph, pw = cfg.patch_size
+        self.patch_dim = cfg.in_channels * pt * ph * pw
+        self.x_embedder = nn.Linear(self.patch_dim, D)
+        self.t_embedder = TimestepEmbedder(D)
+        self.text_proj = nn.Sequential(
+            nn.Linear(cfg.text_dim, D), nn.GELU(approximate="tanh"), nn.Linear(D, D)
+        )
+        self.text_pool = nn.Sequential(nn.Linear(cfg.text_dim, D), nn.SiLU(), nn.Linear(D, D))
+        self.rope = Rotary3D(cfg.head_dim, cfg.rope_theta)
+        self.blocks = nn.ModuleList(
+            [DiTBlock(D, cfg.num_heads, cfg.mlp_ratio, cfg.qk_norm) for _ in range(cfg.depth)]
+        )
+        self.final_layer = FinalLayer(D, self.patch_dim)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        def _basic(m):
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+        self.apply(_basic)
+        for mlp in (self.t_embedder.mlp, self.text_pool):
+            nn.init.normal_(mlp[0].weight, std=0.02)
+            nn.init.normal_(mlp[2].weight, std=0.02)
+        for block in self.blocks:  # adaLN-Zero: every residual branch starts closed
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+            nn.init.zeros_(block.cross.proj.weight)
+            nn.init.zeros_(block.cross.proj.bias)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def rotary_tables(self, t: int, h: int, w: int, device=None) -> tuple[Tensor, Tensor]:
+        """(cos, sin) [t*h*w, head_dim/2] for a grid of t x h x w tokens (after patching)."""
+        return self.rope(t, h, w, device)
+
+    # ----- patches ----------------------------------------------------------------------------
+    def _check(self, x: Tensor, timesteps: Tensor, text_states: Tensor, text_mask: Tensor) -> None:
+        cfg = self.config
+        if x.ndim != 5 or x.shape[1] != cfg.in_channels:
+            raise ConfigError(f"latents must be [B, {cfg.in_channels}, t, h, w], got {tuple(x.shape)}")
+        B, _, T, H, W = x.shape
+        pt, ph, pw = cfg.patch_size
+        if T % pt or H % ph or W % pw:
+            raise ConfigError(
+                f"latent grid t={T}, h={H}, w={W} must be divisible by the patch size {cfg.patch_size}"
+            )
+        if tuple(timesteps.shape) != (B, T):
+            raise ConfigError(f"timesteps must be [B, t] = [{B}, {T}], got {tuple(timesteps.shape)}")
+        if text_states.ndim != 3 or text_states.shape[0] != B or text_states.shape[2] != cfg.text_dim:
+            raise ConfigError(
+                f"text_states must be [{B}, L, {cfg.text_dim}], got {tuple(text_states.shape)}"
+            )
+        if tuple(text_mask.shape) != tuple(text_states.shape[:2]):
+            raise ConfigError(
+                f"text_mask must be [B, L] = {list(text_states.shape[:2])}, got {tuple(text_mask.shape)}"
+            )
+
+    def patchify(self, x: Tensor) -> Tensor:
+        """[B, C, t, h, w] -> [B, t', h'*w', C*pt*ph*pw] (tokens grouped per patch frame)."""
+        B, C, T, H, W = x.shape
+        pt, ph, pw = self.config.patch_size
+        x = x.reshape(B, C, T // pt, pt, H // ph, ph, W // pw, pw)
+        x = x.permute(0, 2, 4, 6, 1, 3, 5, 7)  # B, t, h, w, C, pt, ph, pw
+        return x.reshape(B, T // pt, (H // ph) * (W // pw), self.patch_dim)
+
+    def unpatchify(self, x: Tensor, T: int, H: int, W: int) -> Tensor:
+        B = x.shape[0]
+        C = self.config.in_channels
+        pt, ph, pw = self.config.patch_size
+        x = x.reshape(B, T // pt, H // ph, W // pw, C, pt, ph, pw)
+        x = x.permute(0, 4, 1, 5, 2, 6, 3, 7)
+        return x.reshape(B, C, T, H, W)
+
+    # ----- forward ------------------------------------------------------------------------------
+    def forward(self, x: Tensor, timesteps: Tensor, text_states: Tensor, text_mask: Tensor) -> Tensor:
+        """Predicted velocity (noise - x0), [B, C, t, h, w]; one timestep per latent frame."""
+        self._check(x, timesteps, text_states, text_mask)
+        B, _, T, H, W = x.shape
+        pt, ph, pw = self.config.patch_size
+        Tp, Hp, Wp = T // pt, H // ph, W // pw
+        dtype = self.x_embedder.weight.dtype
+        text_mask = text_mask.to(device=x.device, dtype=torch.bool)
+        text_states = text_states.to(dtype)
+
+        tokens = self.x_embedder(self.patchify(x.to(dtype)))  # [B, Tp, Hp*Wp, D]
+
+        # per-frame conditioning: the timestep of each patch frame (first latent frame of the patch)
+        c = self.t_embedder(timesteps[:, ::pt])  # [B, Tp, D]
+        m = text_mask.to(dtype)[..., None]
+        pooled = (text_states * m).sum(1) / m.sum(1).clamp(min=1.0)
+        c = c + self.text_pool(pooled)[:, None, :]
+        ctx = self.text_proj(text_states)
+
+        rope = self.rope(Tp, Hp, Wp, x.device)
+        for block in self.blocks:
+            tokens = block(tokens, c, rope, ctx, text_mask)
+        out = self.final_layer(tokens, c)
+        return self.unpatchify(out, T, H, W).to(x.dtype)
+
+    # ----- cost model --------------------------------------------------------------------------
+    def flops_per_forward(self, t: int, h: int, w: int, text_len: int, batch: int = 1) -> int:
+        """Analytic matmul FLOPs (2 per multiply-add) of one forward on a t x h x w latent grid.
+
+        Counts the linear layers, attention scores and weighted sums, for `batch` samples;
+        ignores norms, activations and rotary (a few percent).
+        """
+        cfg = self.config
+        D = cfg.hidden_size
+        pt, ph, pw = cfg.patch_size
+        Tp = t // pt
+        N = Tp * (h // ph) * (w // pw)
+        L = text_len
+        Hd = int(D * cfg.mlp_ratio)
+        f = 0
+        f += 2 * N * self.patch_dim * D  # patch embedding
+        f += 2 * Tp * (256 * D + D * D)  # timestep MLP (per frame)
+        f += 2 * (cfg.text_dim * D + D * D)  # pooled text MLP
+        f += 2 * L * (cfg.text_dim * D + D * D)  # text projection
+        per_block = 0
+        per_block += 2 * Tp * D * 6 * D  # adaLN modulation (per frame)
+        per_block += 2 * N * D * 3 * D  # fused qkv
+        per_block += 2 * 2 * N * N * D  # scores + weighted sum
+        per_block += 2 * N * D * D  # attention out projection
+        per_block += 2 * N * D * D  # cross q
+        per_block += 2 * L * D * 2 * D  # cross kv
+        per_block += 2 * 2 * N * L * D  # cross scores + weighted sum
+        per_block += 2 * N * D * D  # cross out projection
+        per_block += 2 * 2 * N * D * Hd  # MLP
+        f += cfg.depth * per_block
+        f += 2 * Tp * D * 2 * D + 2 * N * D * self.patch_dim  # final layer
+        return int(batch * f)

@@ -1,0 +1,975 @@
+"""`Pipeline`: the video autoencoder, the diffusion transformer and the text encoder together.
+
+    pipe = Pipeline.from_pretrained()                 # the shipped default (weights/kinema-tiny)
+    video = pipe.generate("a large red circle moves right on a navy background", seconds=2, seed=0)
+    video.save("shot.mp4")
+
+Every mode of DESIGN §2 is one sampler with per-frame timesteps: frames the user gives are encoded
+to latents, held at t = 0 and never overwritten; the rest is generated. Work is done in windows
+of at most `max_latent_frames` latent frames; longer clips grow by repeated extension, each new
+window given the last `context_latent_frames` latent frames of what exists so far.
+
+With a causal autoencoder a latent frame depends on the frames before it, and latent frame 0 of a
+window encodes one frame alone while the others encode groups of 4. So context is always
+re-encoded from pixels so that it is valid where it is placed:
+
+- at the start of a window (extension forward, the first side of a connection): the last
+  1+4(k-1) frames, encoded as a clip of their own -> k latents;
+- at the end of a window (extension backward, the far side of a connection or a loop): the first
+  4k frames, encoded behind a copy of their first frame -> the k group latents after it.
+
+Frame counts (`num_frames`, or `seconds` x `fps`):
+
+- text->video, still image, image->video, loop, edit: the length of the returned video
+  (image->video: the image is frame 0; edit: at most the clip's length, by default all of it);
+- extend / extend_backward: the number of new frames; the result is the clip followed (preceded)
+  by them;
+- connect: the length of the bridge; the result is video + bridge + end_video.
+
+The latent grid wants 1+4k frames and sizes that are multiples of 16: requests are rounded up for
+generation and the result is trimmed / resized back to exactly what was asked. Frames the user
+gave appear in the result as given (resized to the requested size).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .diffusion.flow import num_tokens_for, shift_for_tokens
+from .diffusion.sampling import SAMPLERS, edit_schedule, sample
+from .errors import KinemaError
+from .video import Video, VideoError
+
+__all__ = ["Pipeline", "load_pipeline", "DEFAULT_CONFIG", "parse_size"]
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "kinema-tiny"
+MODEL_INDEX = "model_index.json"
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+
+# Pipeline defaults; saved in model_index.json under "defaults".
+DEFAULT_CONFIG: dict[str, Any] = {
+    "model_name": "kinema",
+    "fps": 12.0,
+    "size": "128x128",
+    "seconds": 2.0,
+    "steps": 20,
+    "guidance": 5.0,
+    "sampler": "euler",
+    "shift": None,  # a number, or None: shift_for_tokens() of each window's token count
+    "base_tokens": 256,
+    "base_shift": 1.0,
+    "max_tokens": 4096,
+    "max_shift": 3.0,
+    "max_latent_frames": 7,  # one window: 7 latent = 25 pixel frames
+    "context_latent_frames": 2,  # latent frames carried into the next window
+    "strength": 0.6,
+    "decode_chunk_size": None,  # latent frames per decoder chunk (None: all at once)
+    "max_frames": 1000,
+}
+
+MIN_SIDE, MAX_SIDE = 32, 1024
+MAX_PROMPT_CHARS = 1000
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+MODES = ("t2v", "i2v", "extend", "extend_backward", "connect", "loop", "edit")
+_MODE_ALIASES = {
+    "text": "t2v", "text_to_video": "t2v", "t2i": "t2v", "still": "t2v",
+    "image": "i2v", "image_to_video": "i2v", "animate": "i2v",
+    "forward": "extend", "extend_forward": "extend",
+    "backward": "extend_backward", "extend_back": "extend_backward",
+    "bridge": "connect",
+    "v2v": "edit", "video_to_video": "edit",
+}
+
+
+# ----- small helpers ---------------------------------------------------------------------------
+
+
+def parse_size(size) -> tuple[int, int]:
+    """'WxH' (or a (W, H) pair) -> (W, H); KinemaError naming the value if malformed or out of range."""
+    if isinstance(size, str):
+        text = size.strip().lower().replace("×", "x")
+        parts = text.split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise KinemaError(f"size {size!r} is not WIDTHxHEIGHT (e.g. 128x128)")
+        w, h = (int(p) for p in parts)
+    elif isinstance(size, (tuple, list)) and len(size) == 2:
+        try:
+            w, h = (int(v) for v in size)
+        except (TypeError, ValueError):
+            raise KinemaError(f"size {size!r} must be two integers (width, height)") from None
+        if any(float(v) != int(v) for v in size):
+            raise KinemaError(f"size {size!r} must be two integers (width, height)")
+    else:
+        raise KinemaError(f"size {size!r} is not WIDTHxHEIGHT (e.g. 128x128)")
+    if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
+        raise KinemaError(f"size {w}x{h} is out of range: width and height must be {MIN_SIDE} to {MAX_SIDE}")
+    return w, h
+
+
+def _round_up(x: int, m: int) -> int:
+    return int(math.ceil(x / m) * m)
+
+
+def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """[C, T, H, W] float -> [C, T, h, w], bilinear with antialiasing."""
+    if x.shape[-2:] == (h, w):
+        return x
+    y = F.interpolate(x.permute(1, 0, 2, 3), size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    return y.permute(1, 0, 2, 3)
+
+
+def _cover_crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Resize [C, T, H0, W0] to cover (h, w), keeping the aspect, then crop the centre."""
+    h0, w0 = x.shape[-2:]
+    if (h0, w0) == (h, w):
+        return x
+    s = max(w / w0, h / h0)
+    nh, nw = max(h, int(round(h0 * s))), max(w, int(round(w0 * s)))
+    x = _resize(x, nh, nw)
+    top, left = (nh - h) // 2, (nw - w) // 2
+    return x[..., top:top + h, left:left + w]
+
+
+def _u8_to_float(frames: np.ndarray) -> torch.Tensor:
+    """[T, H, W, 3] uint8 -> [3, T, H, W] float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+
+def _float_to_u8(x: torch.Tensor) -> np.ndarray:
+    """[3, T, H, W] float in [-1, 1] -> [T, H, W, 3] uint8."""
+    x = ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to("cpu", torch.uint8)
+    return x.permute(1, 2, 3, 0).contiguous().numpy()
+
+
+def _pad_front(x: torch.Tensor, n: int) -> torch.Tensor:
+    """[C, T, ...] -> at least n frames, repeating the first frame in front."""
+    if x.shape[1] >= n:
+        return x
+    return torch.cat([x[:, :1].expand(-1, n - x.shape[1], *x.shape[2:]), x], dim=1)
+
+
+def _pad_back(x: torch.Tensor, n: int) -> torch.Tensor:
+    """[C, T, ...] -> at least n frames, repeating the last frame behind."""
+    if x.shape[1] >= n:
+        return x
+    return torch.cat([x, x[:, -1:].expand(-1, n - x.shape[1], *x.shape[2:])], dim=1)
+
+
+def _models():
+    from .models.dit import DiTConfig, VideoDiT
+    from .models.vae import CausalVideoVAE, VAEConfig
+
+    return VAEConfig, CausalVideoVAE, DiTConfig, VideoDiT
+
+
+def _dit_attr(dit, names, default=None):
+    cfg = getattr(dit, "config", None)
+    for name in names:
+        if cfg is not None and hasattr(cfg, name):
+            return getattr(cfg, name)
+    return default
+
+
+def _config_dict(cfg) -> dict:
+    if hasattr(cfg, "to_dict"):
+        return cfg.to_dict()
+    if callable(cfg):
+        return cfg()
+    return dict(cfg)
+
+
+# ----- engines: the real one runs the networks; the dry one only counts steps ------------------
+
+
+class _Run:
+    """What one generate() call needs in its windows."""
+
+    def __init__(self, pipe: "Pipeline", width: int, height: int, steps: int, guidance: float, sampler: str,
+                 seed: int, states=None, mask=None, ustates=None, umask=None):
+        self.pipe = pipe
+        self.width, self.height = width, height
+        m = pipe.size_multiple
+        self.gen_width, self.gen_height = _round_up(width, m), _round_up(height, m)
+        fs = pipe.spatial_factor
+        self.lat_h, self.lat_w = self.gen_height // fs, self.gen_width // fs
+        self.steps, self.guidance, self.sampler = steps, guidance, sampler
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.states, self.mask, self.ustates, self.umask = states, mask, ustates, umask
+
+
+class _Engine:
+    def __init__(self, run: _Run, progress: Callable[[int, int], None] | None, total: int):
+        self.run = run
+        self.pipe = run.pipe
+        self.ft = run.pipe.temporal_factor
+        self.progress = progress
+        self.total = total
+        self.done = 0
+        self.windows: list[dict] = []
+        self.timings = {"encode": 0.0, "denoise": 0.0, "decode": 0.0}
+
+    def frames(self, u8: np.ndarray) -> torch.Tensor:
+        """User frames already at the requested size -> generation size, float, on the device."""
+        x = _u8_to_float(u8)
+        x = _resize(x, self.run.gen_height, self.run.gen_width)
+        return x.to(self.pipe.device)
+
+    @torch.no_grad()
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Latents of frames [3, 1+4m, H, W] as the start of a window -> [1, C, 1+m, h, w]."""
+        t0 = time.perf_counter()
+        z = self.pipe.vae.encode(x[None])
+        self.timings["encode"] += time.perf_counter() - t0
+        return z
+
+    @torch.no_grad()
+    def groups(self, x: torch.Tensor) -> torch.Tensor:
+        """Latents of frames [3, 4k, H, W] as k group latents inside a window -> [1, C, k, h, w]."""
+        t0 = time.perf_counter()
+        z = self.pipe.vae.encode(torch.cat([x[:, :1], x], dim=1)[None])[:, :, 1:]
+        self.timings["encode"] += time.perf_counter() - t0
+        return z
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        x = self.pipe.vae.decode(z, chunk_size=self.pipe.config.get("decode_chunk_size"))[0]
+        self.timings["decode"] += time.perf_counter() - t0
+        return x.clamp(-1.0, 1.0)
+
+    def _cond(self, n, first, last, like_shape):
+        cond = torch.zeros(like_shape, device=self.pipe.device)
+        mask = torch.zeros(n, dtype=torch.bool, device=self.pipe.device)
+        if first is not None:
+            k = first.shape[2]
+            cond[:, :, :k] = first
+            mask[:k] = True
+        if last is not None:
+            k = last.shape[2]
+            cond[:, :, n - k:] = last
+            mask[n - k:] = True
+        return cond, mask
+
+    @torch.no_grad()
+    def window(self, n: int, first=None, last=None, init=None, start_t: float = 1.0) -> torch.Tensor:
+        """Denoise one window of n latent frames with given first/last latent frames."""
+        run, pipe = self.run, self.pipe
+        shape = (1, pipe.latent_channels, n, run.lat_h, run.lat_w)
+        noise = torch.randn(shape, generator=run.generator).to(pipe.device)
+        cond, mask = self._cond(n, first, last, shape)
+        offset = self.done
+
+        def report(step, total):
+            self.done = offset + step
+            if self.progress is not None:
+                self.progress(self.done, self.total)
+
+        t0 = time.perf_counter()
+        z = sample(
+            pipe.transformer, noise, run.states, run.mask, uncond_states=run.ustates, uncond_mask=run.umask,
+            guidance=run.guidance, steps=run.steps, shift=pipe._shift(n, run.lat_h, run.lat_w),
+            cond_latents=cond if bool(mask.any()) else None, cond_mask=mask if bool(mask.any()) else None,
+            start_t=start_t, init_latents=init, sampler=run.sampler, progress=report,
+        )
+        self.timings["denoise"] += time.perf_counter() - t0
+        self.windows.append({"latents": z, "cond_latents": cond, "cond_mask": mask, "start_t": start_t})
+        return z
+
+
+class _DryEngine(_Engine):
+    """Same interface on [3, T, 1, 1] zeros: walks a mode's windows to count the steps."""
+
+    def __init__(self, run: _Run):
+        super().__init__(run, None, 0)
+
+    def frames(self, u8):
+        return torch.zeros(3, u8.shape[0], 1, 1)
+
+    def head(self, x):
+        return torch.zeros(1, 1, 1 + (x.shape[1] - 1) // self.ft, 1, 1)
+
+    def groups(self, x):
+        return torch.zeros(1, 1, x.shape[1] // self.ft, 1, 1)
+
+    def decode(self, z):
+        return torch.zeros(3, 1 + self.ft * (z.shape[2] - 1), 1, 1)
+
+    def window(self, n, first=None, last=None, init=None, start_t=1.0):
+        run = self.run
+        shift = self.pipe._shift(n, run.lat_h, run.lat_w)
+        self.total += len(edit_schedule(run.steps, shift, start_t)) - 1
+        self.windows.append({"n": n})
+        return torch.zeros(1, 1, n, 1, 1)
+
+
+# ----- the pipeline ------------------------------------------------------------------------------
+
+
+class Pipeline:
+    """Text (and image and clip) to video. Not thread-safe: `last_*` attributes describe the last call."""
+
+    def __init__(self, vae, transformer, text_encoder, config: dict | None = None):
+        self.vae = vae
+        self.transformer = transformer
+        self.text_encoder = text_encoder
+        cfg = dict(DEFAULT_CONFIG)
+        unknown = sorted(set(config or {}) - set(DEFAULT_CONFIG))
+        if unknown:
+            raise KinemaError(f"unknown pipeline setting {unknown[0]!r} (known: {', '.join(DEFAULT_CONFIG)})")
+        cfg.update(config or {})
+        self.config = cfg
+        self._check_components()
+        self.vae.eval()
+        self.transformer.eval()
+        self.last_windows: list[dict] = []
+        self.last_latents: torch.Tensor | None = None
+        self.last_timings: dict[str, float] = {}
+
+    # ----- component facts -------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        for p in self.transformer.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.latent_channels)
+
+    @property
+    def temporal_factor(self) -> int:
+        return int(getattr(self.vae.config, "temporal_downsample", 4))
+
+    @property
+    def spatial_factor(self) -> int:
+        return int(getattr(self.vae.config, "spatial_downsample", 8))
+
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        p = _dit_attr(self.transformer, ("patch_size",), (1, 2, 2))
+        if isinstance(p, int):
+            return (1, p, p)
+        p = tuple(int(v) for v in p)
+        return p if len(p) == 3 else (1, *p[-2:])
+
+    @property
+    def size_multiple(self) -> int:
+        """Generation sizes are multiples of this (16 for an x8 autoencoder and 2x2 patches)."""
+        return self.spatial_factor * max(self.patch_size[1], self.patch_size[2])
+
+    def _check_components(self) -> None:
+        c_dit = _dit_attr(self.transformer, ("in_channels", "latent_channels"))
+        if c_dit is not None and int(c_dit) != self.latent_channels:
+            raise KinemaError(
+                f"the transformer takes {c_dit} latent channels but the autoencoder makes {self.latent_channels}"
+            )
+        d_dit = _dit_attr(self.transformer, ("text_dim", "context_dim", "text_channels"))
+        d_text = getattr(self.text_encoder, "dim", None)
+        if d_dit is not None and d_text is not None and int(d_dit) != int(d_text):
+            raise KinemaError(
+                f"the transformer expects {d_dit}-d text states but the text encoder gives {d_text}-d"
+            )
+        if int(self.config["max_latent_frames"]) < 2:
+            raise KinemaError("max_latent_frames must be at least 2")
+
+    def to(self, device) -> "Pipeline":
+        self.vae.to(device)
+        self.transformer.to(device)
+        return self
+
+    def _shift(self, latent_frames: int, lat_h: int, lat_w: int) -> float:
+        if self.config.get("shift") is not None:
+            return float(self.config["shift"])
+        tokens = num_tokens_for((latent_frames, lat_h, lat_w), self.patch_size)
+        return shift_for_tokens(tokens, base_tokens=int(self.config["base_tokens"]),
+                                base_shift=float(self.config["base_shift"]),
+                                max_tokens=int(self.config["max_tokens"]),
+                                max_shift=float(self.config["max_shift"]))
+
+    @property
+    def _context(self) -> int:
+        """Context latent frames per side, leaving room for at least one generated frame."""
+        lmax = int(self.config["max_latent_frames"])
+        return max(1, min(int(self.config["context_latent_frames"]), (lmax - 1) // 2))
+
+    # ----- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_configs(cls, vae_config, dit_config, text_encoder=None, seed: int = 0, **defaults) -> "Pipeline":
+        """Randomly initialised components (tests, training). `text_encoder` None: the default MiniLM."""
+        _, CausalVideoVAE, _, VideoDiT = _models()
+        if text_encoder is None:
+            from .models.text import TextEncoder
+
+            text_encoder = TextEncoder.from_pretrained()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            vae = CausalVideoVAE(vae_config)
+            transformer = VideoDiT(dit_config)
+        return cls(vae, transformer, text_encoder, defaults)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike | None = None, device="cpu") -> "Pipeline":
+        """Load a saved pipeline folder (model_index.json, vae/, transformer/, text_encoder/).
+
+        `path` None loads the default model shipped in the package. Weights are read from
+        safetensors only. Any problem raises KinemaError naming the component and the problem.
+        """
+        if path is None:
+            root = DEFAULT_MODEL_DIR
+            if not (root / MODEL_INDEX).is_file():
+                raise KinemaError(
+                    "the default model (kinema-tiny) is not shipped in this build; pass the path of a "
+                    "saved model folder (Pipeline.from_pretrained(PATH) or --model PATH)"
+                )
+        else:
+            root = Path(path).expanduser()
+            if not root.exists():
+                raise KinemaError(f"model folder {root} does not exist")
+            if not root.is_dir():
+                raise KinemaError(f"model path {root} is not a folder (expected a saved pipeline folder)")
+        index = _read_json(root / MODEL_INDEX, "model index")
+        for comp in ("vae", "transformer", "text_encoder"):
+            if not (root / comp).is_dir():
+                raise KinemaError(f"{comp}: folder {root / comp} is missing from the model")
+        VAEConfig, CausalVideoVAE, DiTConfig, VideoDiT = _models()
+        vae = _load_component(root, "vae", VAEConfig, CausalVideoVAE)
+        transformer = _load_component(root, "transformer", DiTConfig, VideoDiT)
+        te_cfg = _read_json(root / "text_encoder" / "config.json", "text_encoder")
+        text_encoder = _load_text_encoder(root, te_cfg)
+        defaults = index.get("defaults") or {}
+        if not isinstance(defaults, dict):
+            raise KinemaError(f"{root / MODEL_INDEX}: 'defaults' must be an object")
+        config = {k: v for k, v in defaults.items() if k in DEFAULT_CONFIG}
+        config.setdefault("model_name", index.get("name") or root.name)
+        pipe = cls(vae, transformer, text_encoder, config)
+        pipe.source = str(root)
+        return pipe.to(device)
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write the pipeline folder atomically (a temp folder beside `path`, then renamed)."""
+        from safetensors.torch import save_file
+
+        from . import __version__
+
+        path = Path(path).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        try:
+            os.chmod(tmp, 0o755)
+            index = {
+                "_class_name": "KinemaPipeline",
+                "_kinema_version": __version__,
+                "name": self.config.get("model_name"),
+                "vae": ["kinema.models.vae", type(self.vae).__name__],
+                "transformer": ["kinema.models.dit", type(self.transformer).__name__],
+                "text_encoder": ["kinema.models.text", type(self.text_encoder).__name__],
+                "defaults": self.config,
+            }
+            _write_json(tmp / MODEL_INDEX, index)
+            for comp, model in (("vae", self.vae), ("transformer", self.transformer)):
+                (tmp / comp).mkdir()
+                _write_json(tmp / comp / "config.json", _config_dict(model.config))
+                state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+                save_file(state, str(tmp / comp / WEIGHTS_NAME), metadata={"format": "pt", "component": comp})
+            (tmp / "text_encoder").mkdir()
+            te_cfg = _config_dict(self.text_encoder.config) if hasattr(self.text_encoder, "config") else {}
+            _write_json(tmp / "text_encoder" / "config.json", te_cfg)
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                os.rename(path, old)
+                os.rename(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    # ----- text -------------------------------------------------------------------------------
+    def encode_text(self, prompts: list[str]):
+        states, mask = self.text_encoder.encode(list(prompts))
+        return states.to(self.device, torch.float32), mask.to(self.device)
+
+    # ----- generation -------------------------------------------------------------------------
+    def generate(self, prompt: str, *, seconds: float | None = None, num_frames: int | None = None,
+                 size: str | tuple[int, int] | None = None, fps: float | None = None, steps: int | None = None,
+                 guidance: float | None = None, negative_prompt: str | None = None, seed: int = 0,
+                 image=None, video=None, end_video=None, mode: str | None = None, strength: float | None = None,
+                 loop: bool = False, sampler: str | None = None,
+                 progress: bool | Callable[[int, int], None] = True, return_latents: bool = False):
+        """Generate a video; see the module docstring for modes and frame counts.
+
+        Returns a `Video` (or `(video, windows)` with return_latents=True, where each window is a
+        dict of the final `latents`, the `cond_latents` and the `cond_mask` of given frames).
+        """
+        t_start = time.perf_counter()
+        cfg = self.config
+        prompt = _check_prompt(prompt, "prompt")
+        negative = _check_prompt(negative_prompt, "negative prompt", allow_empty=True) if negative_prompt else ""
+        width, height = parse_size(cfg["size"] if size is None else size)
+        steps = _check_int(cfg["steps"] if steps is None else steps, "steps", 1, 1000)
+        guidance = _check_float(cfg["guidance"] if guidance is None else guidance, "guidance", 0.0, 100.0)
+        sampler = (cfg["sampler"] if sampler is None else str(sampler)).lower()
+        if sampler not in SAMPLERS:
+            raise KinemaError(f"sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
+            raise KinemaError(f"seed must be a whole number from 0 to 2**63-1, got {seed!r}")
+        strength = _check_float(cfg["strength"] if strength is None else strength, "strength", 0.0, 1.0)
+        if strength <= 0.0:
+            raise KinemaError(f"strength must be above 0 and at most 1, got {strength}")
+        mode = self._resolve_mode(mode, image, video, end_video, loop)
+
+        # Inputs, at exactly the requested size.
+        image_u8, _ = self._load_input(image, "image", width, height)
+        video_u8, video_fps = self._load_input(video, "video", width, height)
+        end_u8, _ = self._load_input(end_video, "end video", width, height)
+        if image_u8 is not None:
+            image_u8 = image_u8[:1]
+        if fps is None:
+            fps = video_fps if video_fps else cfg["fps"]
+        fps = _check_float(fps, "fps", 1.0, 240.0)
+        count = self._frame_count(mode, seconds, num_frames, fps, video_u8)
+
+        run = _Run(self, width, height, steps, guidance, sampler, int(seed))
+        dry = _DryEngine(run)
+        self._run_mode(dry, mode, count, image_u8, video_u8, end_u8, strength)
+
+        t0 = time.perf_counter()
+        states, mask = self.encode_text([prompt, negative])
+        run.states, run.mask = states[:1], mask[:1]
+        run.ustates, run.umask = states[1:], mask[1:]
+        t_text = time.perf_counter() - t0
+
+        bar = None
+        callback = None
+        if callable(progress):
+            callback = progress
+        elif progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=dry.total, desc="kinema", unit="step", leave=False)
+
+            def callback(done, total):
+                bar.update(done - bar.n)
+
+        engine = _Engine(run, callback, dry.total)
+        try:
+            segments = self._run_mode(engine, mode, count, image_u8, video_u8, end_u8, strength)
+        finally:
+            if bar is not None:
+                bar.close()
+
+        parts = []
+        for kind, data in segments:
+            if kind == "given":
+                parts.append(data)
+            else:
+                parts.append(_float_to_u8(_resize(data, height, width)))
+        frames = np.concatenate(parts, axis=0)
+
+        label = "image" if mode == "t2v" and frames.shape[0] == 1 else mode
+        metadata = {
+            "generator": "kinema",
+            "model": str(cfg.get("model_name")),
+            "prompt": prompt,
+            "negative_prompt": negative or None,
+            "seed": int(seed),
+            "mode": label,
+            "steps": steps,
+            "guidance": guidance,
+            "sampler": sampler,
+            "size": f"{width}x{height}",
+            "num_frames": int(frames.shape[0]),
+            "fps": fps,
+        }
+        if mode == "edit":
+            metadata["strength"] = strength
+        if mode == "loop":
+            metadata["loop"] = True
+        self.last_windows = engine.windows
+        self.last_latents = engine.windows[-1]["latents"] if engine.windows else None
+        self.last_timings = {"text": t_text, **engine.timings, "total": time.perf_counter() - t_start}
+        video_out = Video(frames, fps=fps, metadata=metadata)
+        if return_latents:
+            return video_out, engine.windows
+        return video_out
+
+    # ----- modes ------------------------------------------------------------------------------
+    @staticmethod
+    def _resolve_mode(mode, image, video, end_video, loop) -> str:
+        if mode is not None:
+            key = str(mode).strip().lower().replace("-", "_").replace(" ", "_")
+            key = _MODE_ALIASES.get(key, key)
+            if key not in MODES:
+                raise KinemaError(f"mode {mode!r} is unknown; choose one of {', '.join(MODES)}")
+            mode = key
+        if mode is None:
+            if video is not None and end_video is not None:
+                mode = "connect"
+            elif video is not None:
+                mode = "extend"
+            elif loop:
+                mode = "loop"
+            elif image is not None:
+                mode = "i2v"
+            else:
+                mode = "t2v"
+        if loop:
+            if mode not in ("loop", "t2v", "i2v"):
+                raise KinemaError(f"loop=True works from text or an image, not with mode {mode!r}")
+            mode = "loop"
+        if mode == "connect" and (video is None or end_video is None):
+            raise KinemaError("mode 'connect' needs both video= and end_video= (--video and --end-video)")
+        if mode in ("extend", "extend_backward", "edit") and video is None:
+            raise KinemaError(f"mode {mode!r} needs a clip: pass video= (--video)")
+        if mode in ("extend", "extend_backward", "edit") and end_video is not None:
+            raise KinemaError(f"mode {mode!r} takes no end_video; end_video= is for connecting two clips")
+        if mode in ("extend", "extend_backward", "edit", "connect") and image is not None:
+            raise KinemaError(f"mode {mode!r} takes a clip (video=), not image=")
+        if mode in ("t2v", "i2v", "loop") and (video is not None or end_video is not None):
+            raise KinemaError(f"mode {mode!r} takes no video=; use mode 'extend', 'extend_backward', 'edit' or 'connect'")
+        if mode == "t2v" and image is not None:
+            raise KinemaError("mode 't2v' takes no image; use mode 'i2v' to animate an image")
+        if mode == "i2v" and image is None:
+            raise KinemaError("mode 'i2v' needs an image: pass image= (--image)")
+        return mode
+
+    def _frame_count(self, mode, seconds, num_frames, fps, video_u8) -> int:
+        max_frames = int(self.config["max_frames"])
+        if seconds is not None and num_frames is not None:
+            raise KinemaError("give either seconds or num_frames, not both")
+        if num_frames is not None:
+            count = _check_int(num_frames, "num_frames", 1, max_frames)
+        elif seconds is not None:
+            seconds = _check_float(seconds, "seconds", 0.0, 1e6)
+            if seconds <= 0:
+                raise KinemaError(f"seconds must be positive, got {seconds}")
+            count = max(1, int(round(seconds * fps)))
+            if count > max_frames:
+                raise KinemaError(f"{seconds} s at {fps:g} fps is {count} frames; the most is {max_frames}")
+        elif mode == "edit":
+            count = int(video_u8.shape[0])
+        else:
+            count = max(1, int(round(float(self.config["seconds"]) * fps)))
+        if mode == "edit" and count > video_u8.shape[0]:
+            raise KinemaError(f"an edit keeps the clip's length: asked for {count} frames, the clip has {video_u8.shape[0]}")
+        if mode == "i2v" and count < 2:
+            raise KinemaError("image->video needs at least 2 frames (frame 0 is the image)")
+        return count
+
+    def _load_input(self, obj, what: str, width: int, height: int):
+        """A path, PIL image, array [H,W,3]/[T,H,W,3] or Video -> (uint8 [T,height,width,3], fps or None)."""
+        if obj is None:
+            return None, None
+        fps = None
+        if isinstance(obj, Video):
+            frames, fps = obj.frames, obj.fps
+        elif isinstance(obj, (str, os.PathLike)):
+            p = Path(obj).expanduser()
+            if not p.exists():
+                raise KinemaError(f"{what} file {str(p)!r} does not exist")
+            try:
+                v = Video.read(p)
+            except VideoError as exc:
+                raise KinemaError(f"{what}: {exc}") from None
+            frames = v.frames
+            if p.is_file() and p.suffix.lower() not in _IMAGE_SUFFIXES:
+                fps = v.fps
+        else:
+            try:
+                from PIL import Image
+
+                if isinstance(obj, Image.Image):
+                    obj = np.asarray(obj.convert("RGB"))
+            except ImportError:  # pragma: no cover - Pillow is a dependency
+                pass
+            if torch.is_tensor(obj):
+                obj = obj.detach().cpu().numpy()
+            try:
+                frames = Video(np.asarray(obj)).frames
+            except VideoError as exc:
+                raise KinemaError(f"{what}: {exc}") from None
+            except (TypeError, ValueError) as exc:
+                raise KinemaError(f"{what}: not an image or video ({exc})") from None
+        x = _cover_crop(_u8_to_float(frames), height, width)
+        return _float_to_u8(x), fps
+
+    def _run_mode(self, e: _Engine, mode, count, image_u8, video_u8, end_u8, strength):
+        """Run a mode on an engine; returns segments [("given", uint8 frames) | ("new", gen frames)]."""
+        if mode == "t2v":
+            return [("new", self._text_to_video(e, count))]
+        if mode == "i2v":
+            return [("given", image_u8), ("new", self._extend_forward(e, e.frames(image_u8), count - 1))]
+        if mode == "extend":
+            return [("given", video_u8), ("new", self._extend_forward(e, e.frames(video_u8), count))]
+        if mode == "extend_backward":
+            return [("new", self._extend_backward(e, e.frames(video_u8), count)), ("given", video_u8)]
+        if mode == "connect":
+            bridge = self._connect(e, e.frames(video_u8), e.frames(end_u8), count)
+            return [("given", video_u8), ("new", bridge), ("given", end_u8)]
+        if mode == "loop":
+            return self._loop(e, count, image_u8)
+        if mode == "edit":
+            return [("new", self._edit(e, e.frames(video_u8[:count]), strength))]
+        raise KinemaError(f"mode {mode!r} is unknown")  # pragma: no cover - _resolve_mode checks
+
+    def _text_to_video(self, e: _Engine, count: int) -> torch.Tensor:
+        """`count` frames from text alone: one window, then forward extension."""
+        ft, lmax = e.ft, int(self.config["max_latent_frames"])
+        n = min(lmax, 1 + math.ceil((count - 1) / ft))
+        frames = e.decode(e.window(n))[:, :count]
+        if frames.shape[1] < count:
+            frames = torch.cat([frames, self._extend_forward(e, frames, count - frames.shape[1])], dim=1)
+        return frames
+
+    def _extend_forward(self, e: _Engine, clip: torch.Tensor, count: int) -> torch.Tensor:
+        """`count` new frames continuing `clip` [3, P, H, W] (gen space); returns only the new frames."""
+        ft, lmax, ctx = e.ft, int(self.config["max_latent_frames"]), self._context
+        timeline, new = clip, []
+        remaining = count
+        while remaining > 0:
+            p = timeline.shape[1]
+            k = min(ctx, 1 + (p - 1) // ft)
+            c = 1 + ft * (k - 1)
+            m = min(lmax - k, math.ceil(remaining / ft))
+            z = e.window(k + m, first=e.head(timeline[:, p - c:]))
+            frames = e.decode(z)[:, c:c + remaining]
+            new.append(frames)
+            timeline = torch.cat([timeline[:, p - c:], frames], dim=1)
+            remaining -= frames.shape[1]
+        return torch.cat(new, dim=1) if new else clip[:, :0]
+
+    def _extend_backward(self, e: _Engine, clip: torch.Tensor, count: int) -> torch.Tensor:
+        """`count` new frames leading into `clip`; returns only the new frames."""
+        ft, lmax, ctx = e.ft, int(self.config["max_latent_frames"]), self._context
+        timeline, new = clip, []
+        remaining = count
+        while remaining > 0:
+            p = timeline.shape[1]
+            k = max(1, min(ctx, p // ft))
+            last = e.groups(_pad_front(timeline[:, :ft * k], ft * k))
+            m = min(lmax - k, 1 + math.ceil((remaining - 1) / ft))
+            z = e.window(m + k, last=last)
+            frames = e.decode(z)[:, :1 + ft * (m - 1)]
+            frames = frames[:, -remaining:] if frames.shape[1] > remaining else frames
+            new.insert(0, frames)
+            timeline = torch.cat([frames, timeline[:, :ft * ctx]], dim=1)
+            remaining -= frames.shape[1]
+        return torch.cat(new, dim=1) if new else clip[:, :0]
+
+    def _connect(self, e: _Engine, clip_a: torch.Tensor, clip_b: torch.Tensor, count: int) -> torch.Tensor:
+        """A bridge of exactly `count` frames from the end of clip_a into the start of clip_b.
+
+        Windows hold whole groups of 4 bridge frames; when `count` is not a multiple of 4 the
+        bridge is made a little longer and evenly spaced frames are dropped, so both joins stay
+        continuous."""
+        ft, lmax, ctx = e.ft, int(self.config["max_latent_frames"]), self._context
+        total_lat = math.ceil(count / ft)
+        kb = max(1, min(ctx, clip_b.shape[1] // ft))
+        last = e.groups(_pad_front(clip_b[:, :ft * kb], ft * kb))
+        timeline, new = clip_a, []
+        remaining = total_lat
+        while True:
+            p = timeline.shape[1]
+            ka = min(ctx, 1 + (p - 1) // ft)
+            c = 1 + ft * (ka - 1)
+            room = lmax - ka - kb  # >= 1 as ctx <= (lmax - 1) // 2
+            first = e.head(timeline[:, p - c:])
+            if remaining <= room:
+                z = e.window(ka + remaining + kb, first=first, last=last)
+                new.append(e.decode(z)[:, c:c + ft * remaining])
+                break
+            m = min(lmax - ka, remaining - room)
+            frames = e.decode(e.window(ka + m, first=first))[:, c:]
+            new.append(frames)
+            timeline = torch.cat([timeline[:, p - c:], frames], dim=1)
+            remaining -= m
+        bridge = torch.cat(new, dim=1)
+        if bridge.shape[1] > count:
+            keep = torch.linspace(0, bridge.shape[1] - 1, count).round().long()
+            bridge = bridge[:, keep]
+        return bridge
+
+    def _loop(self, e: _Engine, count: int, image_u8):
+        """A clip whose last frame leads back into its first: a base clip, then a bridge from its end
+        to its start (a connection of the clip to itself); the result is base + bridge."""
+        if count == 1:
+            return [("new", self._text_to_video(e, 1))] if image_u8 is None else [("given", image_u8)]
+        ft, lmax, ctx = e.ft, int(self.config["max_latent_frames"]), self._context
+        room = ft * max(1, lmax - 2 * ctx)
+        bridge_len = max(1, min(room, int(round(count / 3))))
+        base_len = count - bridge_len
+        if image_u8 is not None:
+            base = e.frames(image_u8)
+            if base_len > 1:
+                base = torch.cat([base, self._extend_forward(e, base, base_len - 1)], dim=1)
+            segments = [("given", image_u8)]
+            base_new = base[:, 1:]
+        else:
+            base = self._text_to_video(e, base_len)
+            segments = []
+            base_new = base
+        bridge = self._connect(e, base, base, bridge_len)
+        if base_new.shape[1]:
+            segments.append(("new", base_new))
+        segments.append(("new", bridge))
+        return segments
+
+    def _edit(self, e: _Engine, clip: torch.Tensor, strength: float) -> torch.Tensor:
+        """Video->video: each window starts from the clip's latents noised to `strength`; windows
+        after the first are also given the end of the edited result so far."""
+        ft, lmax, ctx = e.ft, int(self.config["max_latent_frames"]), self._context
+        count = clip.shape[1]
+        n = min(lmax, 1 + math.ceil((count - 1) / ft))
+        source = _pad_back(clip, count + ft * lmax)
+        init = e.head(source[:, :1 + ft * (n - 1)])
+        out = e.decode(e.window(n, init=init, start_t=strength))[:, :count]
+        while out.shape[1] < count:
+            p = out.shape[1]
+            k = min(ctx, 1 + (p - 1) // ft)
+            c = 1 + ft * (k - 1)
+            m = min(lmax - k, math.ceil((count - p) / ft))
+            given = e.head(out[:, p - c:])
+            init = e.head(torch.cat([out[:, p - c:], source[:, p:p + ft * m]], dim=1))
+            z = e.window(k + m, first=given, init=init, start_t=strength)
+            out = torch.cat([out, e.decode(z)[:, c:c + count - p]], dim=1)
+        return out
+
+
+load_pipeline = Pipeline.from_pretrained
+
+
+# ----- validation and files ----------------------------------------------------------------------
+
+
+def _check_prompt(text, what: str, allow_empty: bool = False) -> str:
+    if text is None or not isinstance(text, str):
+        raise KinemaError(f"the {what} must be text, got {type(text).__name__}")
+    stripped = text.strip()
+    if not stripped and not allow_empty:
+        raise KinemaError(f"the {what} is empty")
+    if len(stripped) > MAX_PROMPT_CHARS:
+        raise KinemaError(f"the {what} is {len(stripped)} characters long; the most is {MAX_PROMPT_CHARS}")
+    return stripped
+
+
+def _check_int(value, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool):
+        raise KinemaError(f"{what} must be a whole number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise KinemaError(f"{what} must be a whole number, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number):
+        raise KinemaError(f"{what} must be a whole number, got {value!r}")
+    if not lo <= int(number) <= hi:
+        raise KinemaError(f"{what} must be from {lo} to {hi}, got {int(number)}")
+    return int(number)
+
+
+def _check_float(value, what: str, lo: float, hi: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise KinemaError(f"{what} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(number) or not lo <= number <= hi:
+        raise KinemaError(f"{what} must be a number from {lo:g} to {hi:g}, got {value!r}")
+    return number
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise KinemaError(f"{what}: {path} is missing")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise KinemaError(f"{what}: {path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise KinemaError(f"{what}: {path} must hold a JSON object")
+    return data
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _load_component(root: Path, comp: str, config_cls, model_cls):
+    from safetensors.torch import load_file
+
+    folder = root / comp
+    cfg_dict = _read_json(folder / "config.json", comp)
+    try:
+        config = config_cls.from_dict(cfg_dict)
+    except (KinemaError, TypeError, ValueError, KeyError) as exc:
+        raise KinemaError(f"{comp}: bad {folder / 'config.json'}: {exc}") from None
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.pth")):
+            raise KinemaError(f"{comp}: only pickle weights in {folder}; Kinema loads .safetensors files only")
+        raise KinemaError(f"{comp}: no .safetensors weights file in {folder}")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        try:
+            part = load_file(str(f), device="cpu")
+        except Exception as exc:  # safetensors raises its own error type for damaged files
+            raise KinemaError(f"{comp}: {f} is not a readable safetensors file ({exc})") from None
+        state.update(part)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = model_cls(config)
+    except (KinemaError, TypeError, ValueError) as exc:
+        raise KinemaError(f"{comp}: cannot build the model from {folder / 'config.json'}: {exc}") from None
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} in the file vs {tuple(v.shape)} from the config"
+             for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or wrong:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing ({_some(missing)})")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected ({_some(unexpected)})")
+        if wrong:
+            problems.append(f"{len(wrong)} with the wrong shape ({_some(wrong)})")
+        raise KinemaError(f"{comp}: the weights in {folder} do not match its config.json: tensors " + "; ".join(problems))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise KinemaError(f"{comp}: the weights in {folder} hold NaN or infinite values ({_some(bad)})")
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model
+
+
+def _load_text_encoder(root: Path, cfg: dict):
+    from .models.text import TextEncoder
+
+    name = cfg.get("name_or_path")
+    if name is not None:
+        local = root / "text_encoder" / str(name)
+        if not Path(name).is_absolute() and local.exists():
+            name = str(local)
+    try:
+        return TextEncoder.from_pretrained(name, max_length=int(cfg.get("max_length", 32)))
+    except KinemaError as exc:
+        raise KinemaError(f"text_encoder: {exc}") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise KinemaError(f"text_encoder: cannot load {name or 'the default MiniLM encoder'}: {exc}") from None
+
+
+def _some(items: list[str], n: int = 3) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f", ... (+{len(items) - n} more)" if len(items) > n else "")

@@ -1,0 +1,204 @@
+"""The models the trainer builds, loads and exports, behind a few small functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import KinemaError
+
+VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+def check_model_fields(config_cls, model: dict) -> None:
+    known = {f.name for f in fields(config_cls)}
+    unknown = sorted(k for k in model if k not in known)
+    if unknown:
+        names = ", ".join(f"model.{k}" for k in unknown)
+        raise KinemaError(f"unknown config field{'s' if len(unknown) > 1 else ''} {names}; "
+                          f"allowed in model ({config_cls.__name__}): {', '.join(sorted(known))}")
+
+
+# ----- the autoencoder --------------------------------------------------------------------------
+
+def vae_config(model: dict):
+    from ..models.vae import VAEConfig
+
+    check_model_fields(VAEConfig, model)
+    return VAEConfig.from_dict(dict(model))
+
+
+def build_vae(model: dict):
+    from ..models.vae import CausalVideoVAE
+
+    return CausalVideoVAE(vae_config(model))
+
+
+def load_vae(path: str | os.PathLike):
+    """A VAE from an export folder (OUT/final of a vae run, or the vae/ of a pipeline folder)."""
+    from ..models.vae import CausalVideoVAE, VAEConfig
+
+    path = Path(path)
+    if (path / "vae" / CONFIG_NAME).is_file():  # a whole pipeline folder
+        path = path / "vae"
+    cfg_file = path / CONFIG_NAME
+    if not cfg_file.is_file():
+        raise KinemaError(f"{path}: not a VAE folder (no {CONFIG_NAME}); pass the OUT/final of `kinema train vae`")
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise KinemaError(f"{cfg_file}: not valid JSON ({exc.msg})") from None
+    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    vae = CausalVideoVAE(VAEConfig.from_dict(cfg))
+    weights = [p for p in sorted(path.glob("*.safetensors"))]
+    if not weights:
+        raise KinemaError(f"{path}: holds no .safetensors weights")
+    from safetensors.torch import load_file
+
+    state = {}
+    for w in weights:
+        state.update(load_file(str(w)))
+    missing, unexpected = vae.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise KinemaError(f"{path}: weights do not fit the VAE config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return vae
+
+
+def save_vae(vae, path: Path) -> None:
+    """config.json + diffusion_pytorch_model.safetensors (the pipeline's vae/ layout)."""
+    try:
+        from ..pipeline import save_component  # the pipeline's own writer, when it offers one
+    except ImportError:
+        save_component = None
+    path.mkdir(parents=True, exist_ok=True)
+    if save_component is not None:
+        save_component(vae, path)
+        return
+    from safetensors.torch import save_file
+
+    cfg = vae.config.to_dict()
+    cfg["_class_name"] = type(vae).__name__
+    (path / CONFIG_NAME).write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    state = {k: v.detach().to("cpu").contiguous() for k, v in vae.state_dict().items()}
+    save_file(state, str(path / VAE_WEIGHTS))
+
+
+class VAETrainModule(nn.Module):
+    """What DDP/FSDP wrap in the VAE stage: forward(x, mode) so every use goes through forward
+    (the wrappers' hooks see it). mode: "loss" -> (loss, None); "recon" -> reconstruction from the
+    posterior mean; "raw" -> raw (unnormalised) latents."""
+
+    def __init__(self, vae, kl_weight: float = 1e-4):
+        super().__init__()
+        self.vae = vae
+        self.kl_weight = kl_weight
+
+    def forward(self, x: torch.Tensor, mode: str = "loss"):
+        vae = self.vae
+        if mode == "loss":
+            if hasattr(vae, "loss"):
+                try:
+                    out = vae.loss(x, kl_weight=self.kl_weight)
+                except TypeError:
+                    out = vae.loss(x)
+                return out["loss"]
+            recon, _ = vae(x)
+            return F.mse_loss(recon.float(), x.float()) + F.l1_loss(recon.float(), x.float())
+        if mode == "recon":
+            return vae.decode(vae.encode(x))
+        if mode == "raw":
+            if hasattr(vae, "posterior"):
+                return vae.posterior(x)[0]
+            return vae.denormalize(vae.encode(x))
+        raise ValueError(mode)
+
+
+# ----- the transformer and the text encoder -----------------------------------------------------
+
+def dit_config(model: dict, latent_channels: int, text_dim: int | None = None):
+    from ..models.dit import DiTConfig
+
+    check_model_fields(DiTConfig, model)
+    d = dict(model)
+    d["in_channels"] = latent_channels
+    if text_dim is not None:
+        d["text_dim"] = text_dim
+    return DiTConfig.from_dict(d)
+
+
+def build_dit(cfg):
+    from ..models.dit import VideoDiT
+
+    return VideoDiT(cfg)
+
+
+def load_text_encoder(path: str, max_length: int):
+    from ..models.text import TextEncoder
+
+    return TextEncoder.from_pretrained(path or None, max_length=max_length)
+
+
+def text_dim_of(text_encoder) -> int | None:
+    for attr in ("dim", "hidden_size", "output_dim"):
+        v = getattr(text_encoder, attr, None)
+        if isinstance(v, int):
+            return v
+    cfg = getattr(text_encoder, "config", None)
+    for attr in ("dim", "hidden_size"):
+        v = getattr(cfg, attr, None)
+        if isinstance(v, int):
+            return v
+    return None
+
+
+def export_pipeline(vae, dit, text_encoder, config: dict, out: Path) -> Path:
+    """Write a whole pipeline folder to OUT/final via Pipeline.save_pretrained, atomically."""
+    from ..pipeline import Pipeline
+
+    pipe = Pipeline(vae, dit, text_encoder, config=dict(config))
+    return replace_dir(out, lambda tmp: pipe.save_pretrained(tmp))
+
+
+def export_vae(vae, out: Path) -> Path:
+    return replace_dir(out, lambda tmp: save_vae(vae, tmp))
+
+
+def replace_dir(final: Path, write) -> Path:
+    """write(tmp) into a hidden sibling folder, then swap it in for `final`."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp")
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    tmp.mkdir()
+    write(tmp)
+    if final.exists():
+        os.rename(final, old)
+    os.rename(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def param_checksum(module: nn.Module) -> float:
+    with torch.no_grad():
+        total = torch.zeros((), dtype=torch.float64)
+        for i, p in enumerate(module.parameters()):
+            t = p.to_local() if hasattr(p, "to_local") else p
+            total += (t.detach().double().cpu() * (1.0 + (i % 7))).sum()
+    return float(total)
+
+
+def to_device_tree(x: Any, device):
+    if isinstance(x, torch.Tensor):
+        return x.to(device, non_blocking=True)
+    return x

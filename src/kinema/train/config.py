@@ -1,0 +1,274 @@
+"""Training configuration: dataclasses, the `smoke` and `tiny` presets, JSON overrides.
+
+A run's configuration is a preset (per stage: `vae` or `dit`) with any field replaced by a JSON
+file (`--config FILE.json`, nested like `to_dict()`), then by command-line flags. Unknown fields
+are errors that name them. `model` holds the fields of the model's own config dataclass
+(`VAEConfig` or `DiTConfig`); they are checked against that dataclass when the run starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import KinemaError
+
+STAGES = ("vae", "dit")
+PRESETS = ("smoke", "tiny")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1          # cosine decays to lr * min_lr_ratio at the last step
+    warmup_steps: int = 100            # linear warm-up from 0
+    weight_decay: float = 0.01         # on matrices and kernels only (not norms, biases, embeddings' scales)
+    betas: list = field(default_factory=lambda: [0.9, 0.99])
+    eps: float = 1e-8
+    grad_clip: float = 1.0             # max global grad norm; 0 = off
+    batch_size: int = 4                # per process (a bucket may set its own)
+    grad_accum: int = 1                # micro-batches per optimiser step
+
+
+@dataclass
+class DataConfig:
+    source: str = "world"              # "world" (the procedural world, train split only) or a folder path
+    buckets: list = field(default_factory=lambda: [[128, 128, 25]])  # [w, h, frames(, batch)]
+    fps: float = 12.0
+    max_objects: int = 3
+    num_workers: int = 0               # DataLoader workers per process
+    cache_clips: int = 32              # decoded folder clips kept in memory per worker
+    latent_cache: bool = False         # dit: encode batches once to safetensors shards, then train from them
+    latent_cache_batches: int = 256    # how many batches the cache holds (all processes together)
+    latent_cache_dir: str = ""         # default OUT/latent_cache
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "vae"
+    preset: str = "tiny"
+    model: dict = field(default_factory=dict)   # fields of VAEConfig / DiTConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    steps: int = 1000
+    seed: int = 0
+    precision: str = "auto"            # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    parallel: str = "ddp"              # ddp | fsdp (under torchrun)
+    compile: bool = False              # torch.compile the trained model
+    ema_decay: float = 0.0             # 0 = no EMA; dit exports the EMA weights
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    # vae
+    l1_weight: float = 0.1             # loss = MSE + l1_weight * L1 (when the VAE has no .loss)
+    latent_stats_batches: int = 8      # batches for the per-channel latent mean/std at the end
+    # dit
+    vae: str = ""                      # VAE export folder (OUT/final of a vae run); "" = random (smoke only)
+    text_encoder: str = ""             # local Hugging Face encoder; "" = the default MiniLM
+    text_max_length: int = 32
+    caption_dropout: float = 0.1       # captions replaced by "" (classifier-free guidance)
+    pipeline: dict = field(default_factory=dict)  # defaults stored in the exported pipeline's config
+    out: str = ""                      # run folder (--out)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# ----- presets ----------------------------------------------------------------------------------
+
+def preset(name: str, stage: str) -> TrainConfig:
+    if stage not in STAGES:
+        raise KinemaError(f"unknown stage {stage!r}; choose one of: {', '.join(STAGES)}")
+    if name not in PRESETS:
+        raise KinemaError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return _PRESETS[(name, stage)]()
+
+
+def _smoke_vae() -> TrainConfig:
+    return TrainConfig(
+        stage="vae", preset="smoke",
+        model=dict(base_channels=8, latent_channels=4),
+        optim=OptimConfig(lr=1e-3, warmup_steps=2, batch_size=2),
+        data=DataConfig(buckets=[[32, 32, 5], [48, 32, 5], [32, 32, 1, 4]], max_objects=2),
+        steps=4, ema_decay=0.0, checkpoint_every=2, keep_checkpoints=2, log_every=1, latent_stats_batches=2,
+    )
+
+
+def _smoke_dit() -> TrainConfig:
+    return TrainConfig(
+        stage="dit", preset="smoke",
+        model=dict(hidden_size=32, depth=2, num_heads=2),
+        optim=OptimConfig(lr=1e-3, warmup_steps=2, batch_size=2, weight_decay=0.0),
+        data=DataConfig(buckets=[[32, 32, 5], [48, 32, 5], [32, 32, 1, 4]], max_objects=2,
+                        latent_cache_batches=4),
+        steps=4, ema_decay=0.9, checkpoint_every=2, keep_checkpoints=2, log_every=1,
+        pipeline=dict(width=32, height=32, num_frames=5, fps=12, steps=4),
+    )
+
+
+# The shipped model's recipe. Clips at 12 fps, every size a multiple of 16, stills as 1-frame clips.
+# The VAE learns on short clips (its causal convolutions make 9 frames generalise to 25+) and
+# larger image batches; the DiT learns on 2-second clips of several aspect ratios plus stills.
+_TINY_VAE_BUCKETS = [
+    [128, 128, 9], [224, 128, 9], [128, 224, 9], [176, 96, 9], [96, 176, 9],
+    [128, 128, 1, 16], [224, 128, 1, 16],
+]
+_TINY_DIT_BUCKETS = [
+    [128, 128, 25], [224, 128, 25], [128, 224, 25], [176, 96, 25], [96, 176, 25],
+    [128, 128, 1, 32], [224, 128, 1, 32],
+]
+
+
+def _tiny_vae() -> TrainConfig:
+    return TrainConfig(
+        stage="vae", preset="tiny",
+        model=dict(base_channels=32, latent_channels=8),
+        optim=OptimConfig(lr=5e-4, warmup_steps=500, batch_size=8, weight_decay=0.01, betas=[0.9, 0.99]),
+        data=DataConfig(buckets=_TINY_VAE_BUCKETS, num_workers=2),
+        steps=20_000, ema_decay=0.0, checkpoint_every=1000, keep_checkpoints=3, log_every=25,
+        latent_stats_batches=16,
+    )
+
+
+def _tiny_dit() -> TrainConfig:
+    return TrainConfig(
+        stage="dit", preset="tiny",
+        model=dict(hidden_size=256, depth=8, num_heads=4),
+        optim=OptimConfig(lr=3e-4, warmup_steps=1000, batch_size=16, weight_decay=0.0, betas=[0.9, 0.99]),
+        data=DataConfig(buckets=_TINY_DIT_BUCKETS, num_workers=2, latent_cache_batches=20_000),
+        steps=50_000, ema_decay=0.999, checkpoint_every=2000, keep_checkpoints=3, log_every=25,
+        pipeline=dict(width=128, height=128, num_frames=25, fps=12, steps=25, guidance=5.0),
+    )
+
+
+_PRESETS = {("smoke", "vae"): _smoke_vae, ("smoke", "dit"): _smoke_dit,
+            ("tiny", "vae"): _tiny_vae, ("tiny", "dit"): _tiny_dit}
+
+
+# ----- overrides --------------------------------------------------------------------------------
+
+def apply_overrides(cfg: Any, data: dict, where: str = "") -> Any:
+    """Replace fields of dataclass `cfg` (in place) from nested dict `data`; unknown fields and
+    wrong types raise KinemaError naming them. Dict fields (model, pipeline) are merged."""
+    if not isinstance(data, dict):
+        raise KinemaError(f"{where or 'config'}: expected a JSON object, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cfg)}
+    unknown = sorted(k for k in data if k not in known)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        names = ", ".join(prefix + k for k in unknown)
+        raise KinemaError(f"unknown config field{'s' if len(unknown) > 1 else ''} {names}; "
+                          f"allowed{' in ' + where if where else ''}: {', '.join(sorted(known))}")
+    for key, value in data.items():
+        name = f"{where}.{key}" if where else key
+        current = getattr(cfg, key)
+        if is_dataclass(current):
+            apply_overrides(current, value, name)
+        elif isinstance(current, dict):
+            if not isinstance(value, dict):
+                raise KinemaError(f"config field {name}: expected an object, got {json.dumps(value)}")
+            current.update(copy.deepcopy(value))
+        else:
+            setattr(cfg, key, _coerce(name, current, value))
+    return cfg
+
+
+def _coerce(name: str, current: Any, value: Any) -> Any:
+    def bad(kind: str):
+        return KinemaError(f"config field {name}: expected {kind}, got {json.dumps(value)}")
+
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if isinstance(current, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        return float(value)
+    if isinstance(current, str):
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if isinstance(current, list):
+        if not isinstance(value, list):
+            raise bad("a list")
+        return copy.deepcopy(value)
+    return value
+
+
+def load_config_file(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KinemaError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise KinemaError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise KinemaError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise KinemaError(f"{path}: expected a JSON object of config fields")
+    return data
+
+
+def resolve(stage: str, preset_name: str | None = None, config_file: str | None = None,
+            overrides: dict | None = None) -> TrainConfig:
+    """Preset -> config file -> flags. The file may name its own `preset` (the flag wins)."""
+    file_data = load_config_file(config_file) if config_file else {}
+    if "stage" in file_data and file_data["stage"] != stage:
+        raise KinemaError(f"{config_file}: is a config for stage {file_data['stage']!r}, not {stage!r}")
+    name = preset_name or file_data.get("preset") or "tiny"
+    cfg = preset(name, stage)
+    file_data = {k: v for k, v in file_data.items() if k not in ("stage", "preset")}
+    if file_data:
+        try:
+            apply_overrides(cfg, file_data)
+        except KinemaError as exc:
+            raise KinemaError(f"{config_file}: {exc}") from None
+    if overrides:
+        apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    from ..data.buckets import parse_buckets
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise KinemaError(f"config field {msg}")
+
+    need(cfg.steps >= 1, f"steps: must be at least 1, got {cfg.steps}")
+    need(cfg.optim.lr > 0, f"optim.lr: must be positive, got {cfg.optim.lr}")
+    need(cfg.optim.warmup_steps >= 0, "optim.warmup_steps: must be >= 0")
+    need(cfg.optim.batch_size >= 1, "optim.batch_size: must be at least 1")
+    need(cfg.optim.grad_accum >= 1, "optim.grad_accum: must be at least 1")
+    need(0 <= cfg.optim.min_lr_ratio <= 1, "optim.min_lr_ratio: must be from 0 to 1")
+    need(len(cfg.optim.betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in cfg.optim.betas),
+         "optim.betas: must be two numbers in [0, 1)")
+    need(cfg.checkpoint_every >= 1, "checkpoint_every: must be at least 1")
+    need(cfg.keep_checkpoints >= 1, "keep_checkpoints: must be at least 1")
+    need(cfg.log_every >= 1, "log_every: must be at least 1")
+    need(0 <= cfg.ema_decay < 1, "ema_decay: must be in [0, 1)")
+    need(0 <= cfg.caption_dropout <= 1, "caption_dropout: must be from 0 to 1")
+    need(cfg.precision in ("auto", "bf16", "fp32"), f"precision: unknown value {cfg.precision!r}; allowed: auto, bf16, fp32")
+    need(cfg.parallel in ("ddp", "fsdp"), f"parallel: unknown value {cfg.parallel!r}; allowed: ddp, fsdp")
+    need(cfg.data.num_workers >= 0, "data.num_workers: must be >= 0")
+    need(cfg.data.fps > 0, "data.fps: must be positive")
+    need(1 <= cfg.data.max_objects <= 3, "data.max_objects: must be from 1 to 3")
+    need(cfg.data.latent_cache_batches >= 1, "data.latent_cache_batches: must be at least 1")
+    need(cfg.latent_stats_batches >= 1, "latent_stats_batches: must be at least 1")
+    parse_buckets(cfg.data.buckets)
+    return cfg
