@@ -91,9 +91,9 @@ def _noun(obj: ObjectSpec, count: int, rng) -> str:
     return f"{article} {size} {obj.color} {shape}"
 
 
-def _clauses(spec: SceneSpec, rng) -> tuple[str, str]:
+def _clauses(spec: SceneSpec, rng, with_relation: bool = True) -> tuple[str, str]:
     groups = group_objects(spec)
-    if len(groups) == 2 and all(n == 1 for _, n in groups):
+    if with_relation and len(groups) == 2 and all(n == 1 for _, n in groups):
         rel = relation_between(spec, 0, 1)
         if rel is not None:
             a, b = spec.objects
@@ -117,13 +117,14 @@ def _join(parts: list[str]) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def caption(spec: SceneSpec, rng: np.random.Generator | None = None) -> str:
-    """A caption in a random phrasing (or the canonical one when rng is None)."""
-    finite, nominal = _clauses(spec, rng)
+def caption(spec: SceneSpec, rng: np.random.Generator | None = None, with_relation: bool = True) -> str:
+    """A caption in a random phrasing (or the canonical one when rng is None). Two distinct
+    objects in a clear relation are described with it unless `with_relation` is False."""
+    finite, nominal = _clauses(spec, rng, with_relation)
     pattern = PATTERNS[0] if rng is None else PATTERNS[int(rng.integers(len(PATTERNS)))]
     return pattern.format(c=finite, C=finite[0].upper() + finite[1:], n=nominal, bg=spec.background)
 
 
-def canonical_caption(spec: SceneSpec) -> str:
+def canonical_caption(spec: SceneSpec, with_relation: bool = True) -> str:
     """The fixed phrasing: canonical words, first pattern."""
-    return caption(spec, None)
+    return caption(spec, None, with_relation)

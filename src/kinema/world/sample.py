@@ -37,7 +37,7 @@ def sample_heldout_object(rng: np.random.Generator) -> ObjectSpec:
             return obj
 
 
-def _place(spec: SceneSpec, rng: np.random.Generator, tries: int = 60) -> bool:
+def place_objects(spec: SceneSpec, rng: np.random.Generator, tries: int = 60) -> bool:
     """Choose start positions (and distances) so every object stays in frame and apart."""
     gap_px = GAP_FRACTION * spec.shorter_side
     placed: list[int] = []
@@ -94,7 +94,7 @@ def sample_spec(rng: np.random.Generator, split: str = "train", width: int = 128
             objects = [objects[i] for i in order]
         spec = SceneSpec(width=width, height=height, fps=fps, num_frames=num_frames,
                          background=_choice(rng, BACKGROUNDS), seed=seed, objects=objects)
-        if _place(spec, rng):
+        if place_objects(spec, rng):
             return spec.validate()
     raise SpecError(f"could not place {max_objects} objects in a {width}x{height} frame")
 

@@ -1,0 +1,40 @@
+"""`kinema eval [--model PATH] [--n N] -o REPORT_DIR`: the prompt-adherence benchmark."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import KinemaError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="benchmark a model's prompt adherence with the world analyzer")
+    p.add_argument("--model", default=None, help="pipeline folder (default: the shipped model)")
+    p.add_argument("--n", type=int, default=200, help="prompts per category and split (default 200)")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per prompt (default 2)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=None, help="analyzer processes")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("-o", "--output", required=True, help="report folder")
+    p.set_defaults(func=_eval)
+
+
+def _eval(args) -> int:
+    from ..eval.run import run_eval
+    from ..pipeline import Pipeline
+
+    if args.n < 1 or args.seeds < 1:
+        raise KinemaError("--n and --seeds must be at least 1")
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe = Pipeline.from_pretrained(args.model, device=device)
+    report = run_eval(pipe, args.output, n=args.n, seeds=tuple(range(args.seeds)), steps=args.steps,
+                      guidance=args.guidance, batch_size=args.batch_size, workers=args.workers,
+                      model_name=args.model or "kinema-tiny")
+    from ..eval.run import markdown
+
+    print(markdown(report))
+    return 0

@@ -1,0 +1,185 @@
+"""`kinema eval`: generate the benchmark's prompts with a model, judge every video with the
+analyzer, and write report.json, report.md, samples.jsonl and contact_sheet.png."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..video import grid_image
+from ..world.analyze import analyze_frames
+from ..world.spec import SceneSpec
+from .judge import judge
+from .prompts import Item, benchmark_items
+from .stats import mean_interval, wilson_interval
+
+# (row name, categories it is measured on, verdict key, target seen, target held-out) — DESIGN §4
+ROWS = [
+    ("colour", ("single",), "color", 0.95, 0.90),
+    ("shape", ("single",), "shape", 0.90, 0.80),
+    ("size", ("single",), "size", 0.90, 0.80),
+    ("motion direction", ("single",), "motion", 0.90, 0.80),
+    ("count (1-3)", ("count",), "count", 0.85, 0.75),
+    ("spatial relation", ("relation",), "relation", 0.85, 0.75),
+    ("two-object binding", ("relation", "binding"), "binding", 0.80, 0.65),
+    ("everything right", ("single", "count", "relation", "binding"), "everything", 0.70, 0.55),
+]
+STABILITY_TARGET = 0.98
+ALIVE_TARGET = 0.95
+
+
+def _analyze_and_judge(args):
+    category, spec_dict, frames = args
+    facts = analyze_frames(frames)
+    return facts, judge(category, SceneSpec.from_dict(spec_dict), facts, frames)
+
+
+def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batch_size: int = 16,
+                 on_progress: Callable[[int, int], None] | None = None):
+    """Yield (item, seed, Video) for every item and seed, batched when the pipeline can."""
+    jobs = [(item, seed) for item in items for seed in seeds]
+    batched = hasattr(pipe, "generate_batch")
+    done = 0
+    for start in range(0, len(jobs), batch_size if batched else 1):
+        chunk = jobs[start:start + (batch_size if batched else 1)]
+        first = chunk[0][0].spec
+        kwargs = dict(num_frames=first.num_frames, size=f"{first.width}x{first.height}", fps=first.fps,
+                      steps=steps, guidance=guidance)
+        if batched:
+            videos = pipe.generate_batch([it.prompt for it, _ in chunk], seeds=[s for _, s in chunk],
+                                         progress=False, **kwargs)
+        else:
+            videos = [pipe.generate(chunk[0][0].prompt, seed=chunk[0][1], progress=False, **kwargs)]
+        for (item, seed), video in zip(chunk, videos):
+            yield item, seed, video
+        done += len(chunk)
+        if on_progress:
+            on_progress(done, len(jobs))
+
+
+def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps: int | None = None,
+             guidance: float | None = None, batch_size: int = 16, workers: int | None = None,
+             model_name: str = "", progress: bool = True, size_kwargs: dict | None = None) -> dict:
+    """`size_kwargs` (width, height, fps, num_frames) overrides the default 2 s 128×128 12 fps clip."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    items = benchmark_items(n, **(size_kwargs or {}))
+    total = len(items) * len(seeds)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="eval", unit="video")
+    t0 = time.perf_counter()
+    workers = workers or max(1, min(8, (os.cpu_count() or 1) - 1))
+    records, sheet_cells = [], []
+    pending = []
+
+    def collect(fut_list):
+        for item, seed, video, fut in fut_list:
+            facts, verdict = fut.result() if hasattr(fut, "result") else fut
+            records.append({**item.to_dict(), "seed": seed, "verdict": verdict,
+                            "detected": [{k: o[k] for k in ("color", "shape", "size", "motion", "frames_seen")}
+                                         for o in facts["objects"]]})
+            if len(sheet_cells) < 24 and item.index % max(1, n // 3) == 0 and seed == seeds[0]:
+                sheet_cells.append((item, verdict, video.frames))
+
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        for item, seed, video in generate_all(pipe, items, seeds, steps, guidance, batch_size):
+            args = (item.category, item.spec.to_dict(), video.frames)
+            fut = pool.submit(_analyze_and_judge, args) if pool else _analyze_and_judge(args)
+            pending.append((item, seed, video, fut))
+            if len(pending) >= 64:
+                collect(pending)
+                pending = []
+            if bar:
+                bar.update(1)
+        collect(pending)
+    finally:
+        if pool:
+            pool.shutdown()
+        if bar:
+            bar.close()
+    elapsed = time.perf_counter() - t0
+    report = summarize(records, n=n, seeds=list(seeds), elapsed=elapsed, model=model_name, steps=steps,
+                       guidance=guidance)
+    _write(out, report, records, sheet_cells)
+    return report
+
+
+def summarize(records: list[dict], **meta) -> dict:
+    rows = []
+    for name, cats, key, t_seen, t_held in ROWS:
+        row = {"category": name, "verdict": key}
+        for split, target in (("seen", t_seen), ("heldout", t_held)):
+            vals = [r["verdict"][key] for r in records if r["category"] in cats and r["split"] == split
+                    and r["verdict"].get(key) is not None]
+            k = int(sum(bool(v) for v in vals))
+            lo, hi = wilson_interval(k, len(vals))
+            row[split] = {"rate": k / len(vals) if vals else None, "n": len(vals), "ci95": [lo, hi],
+                          "target": target, "met": bool(vals) and k / len(vals) >= target}
+        rows.append(row)
+    stab = [r["verdict"]["stability"] for r in records if "stability" in r["verdict"]]
+    m, lo, hi = mean_interval(stab)
+    alive = [a for r in records for a in r["verdict"].get("alive", [])]
+    ka = int(sum(alive))
+    alo, ahi = wilson_interval(ka, len(alive))
+    return {
+        "meta": {**meta, "videos": len(records), "machine": platform.platform(), "python": platform.python_version()},
+        "rows": rows,
+        "temporal_stability": {"mean": m, "ci95": [lo, hi], "n": len(stab), "target": STABILITY_TARGET,
+                               "met": bool(stab) and m >= STABILITY_TARGET},
+        "object_alive": {"rate": ka / len(alive) if alive else None, "ci95": [alo, ahi], "n": len(alive),
+                         "target": ALIVE_TARGET, "met": bool(alive) and ka / len(alive) >= ALIVE_TARGET},
+    }
+
+
+def _pct(x):
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def markdown(report: dict) -> str:
+    meta = report["meta"]
+    lines = [f"# Kinema benchmark — {meta.get('model') or 'model'}", "",
+             f"{meta['videos']} videos ({meta['n']} prompts per category and split × {len(meta['seeds'])} seeds), "
+             f"steps {meta.get('steps') or 'default'}, guidance {meta.get('guidance') or 'default'}, "
+             f"{meta['elapsed']:.0f} s. Judge: the world analyzer. Intervals: 95% Wilson.", "",
+             "| category | seen | 95% CI | target | held-out | 95% CI | target |", "|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        s, h = row["seen"], row["heldout"]
+        mark = lambda d: ("✅" if d["met"] else "❌") if d["rate"] is not None else ""
+        lines.append(f"| {row['category']} | {_pct(s['rate'])} {mark(s)} | {_pct(s['ci95'][0])}–{_pct(s['ci95'][1])} | "
+                     f"≥ {_pct(s['target'])} | {_pct(h['rate'])} {mark(h)} | {_pct(h['ci95'][0])}–{_pct(h['ci95'][1])} | "
+                     f"≥ {_pct(h['target'])} |")
+    st, al = report["temporal_stability"], report["object_alive"]
+    lines.append(f"| temporal stability (static prompts; 1 − mean frame difference) | {st['mean']:.4f} "
+                 f"{'✅' if st['met'] else '❌'} | {st['ci95'][0]:.4f}–{st['ci95'][1]:.4f} | ≥ {st['target']} | | | |")
+    lines.append(f"| object kept alive in every frame | {_pct(al['rate'])} {'✅' if al['met'] else '❌'} | "
+                 f"{_pct(al['ci95'][0])}–{_pct(al['ci95'][1])} | ≥ {_pct(al['target'])} | | | |")
+    lines += ["", "![sampled results](contact_sheet.png)", ""]
+    return "\n".join(lines)
+
+
+def _write(out: Path, report: dict, records: list[dict], cells) -> None:
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(markdown(report))
+    with open(out / "samples.jsonl", "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    if cells:
+        images, labels = [], []
+        for item, verdict, frames in cells:
+            idx = [0, len(frames) // 2, len(frames) - 1]
+            ok = "OK" if verdict.get("everything") else "X"
+            for j, i in enumerate(idx):
+                images.append(frames[i])
+                labels.append(f"{ok} {item.category}/{item.split}" if j == 0 else (item.prompt[:22] if j == 1 else item.prompt[22:44]))
+        grid_image(images, labels, columns=6, title="kinema eval: start / middle / end of sampled videos").save(out / "contact_sheet.png")
