@@ -109,43 +109,56 @@ def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
 
 
 class Rotary3D(nn.Module):
-    """3D rotary position tables (cos, sin) [N, head_dim/2] for a t x h x w token grid."""
+    """3D rotary position tables for a t x h x w token grid, cached per grid shape.
+
+    Returns (cos, sin) [N, head_dim/2] and the same angles as unit complex numbers (cis), which is
+    what `apply_rotary` multiplies by.
+    """
 
     def __init__(self, head_dim: int, theta: float):
         super().__init__()
         self.dims = rope_axis_dims(head_dim)
         self.theta = theta
-        self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}
+        self._cache: dict[tuple, tuple[Tensor, Tensor, Tensor]] = {}
 
-    def _axis_freqs(self, n: int, dim: int, device) -> Tensor:
+    def _axis_angles(self, n: int, dim: int, device) -> Tensor:
         inv = 1.0 / self.theta ** (torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim)
         pos = torch.arange(n, dtype=torch.float64, device=device)
         return torch.outer(pos, inv)  # [n, dim/2]
 
-    def forward(self, t: int, h: int, w: int, device=None) -> tuple[Tensor, Tensor]:
+    def tables(self, t: int, h: int, w: int, device=None) -> tuple[Tensor, Tensor, Tensor]:
         device = torch.device(device or "cpu")
         key = (t, h, w, str(device))
         if key not in self._cache:
             dt, dh, dw = self.dims
-            ft = self._axis_freqs(t, dt, device)[:, None, None, :].expand(t, h, w, -1)
-            fh = self._axis_freqs(h, dh, device)[None, :, None, :].expand(t, h, w, -1)
-            fw = self._axis_freqs(w, dw, device)[None, None, :, :].expand(t, h, w, -1)
-            angles = torch.cat([ft, fh, fw], dim=-1).reshape(t * h * w, -1)
-            if len(self._cache) > 64:
+            at = self._axis_angles(t, dt, device)[:, None, None, :].expand(t, h, w, -1)
+            ah = self._axis_angles(h, dh, device)[None, :, None, :].expand(t, h, w, -1)
+            aw = self._axis_angles(w, dw, device)[None, None, :, :].expand(t, h, w, -1)
+            angles = torch.cat([at, ah, aw], dim=-1).reshape(t * h * w, -1)
+            if len(self._cache) >= 64:
                 self._cache.clear()
-            self._cache[key] = (angles.cos().float(), angles.sin().float())
+            cis = torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
+            self._cache[key] = (angles.cos().float(), angles.sin().float(), cis)
         return self._cache[key]
 
+    def forward(self, t: int, h: int, w: int, device=None) -> Tensor:
+        return self.tables(t, h, w, device)[2]
 
-def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate consecutive pairs of x [B, heads, N, head_dim] by the angles of the tables [N, head_dim/2]."""
-    x2 = x.float().unflatten(-1, (-1, 2))
-    a, b = x2[..., 0], x2[..., 1]
-    out = torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1)
-    return out.flatten(-2).to(x.dtype)
+
+def apply_rotary(x: Tensor, cis: Tensor) -> Tensor:
+    """Rotate consecutive pairs of x [..., head_dim] by the complex table cis [..., head_dim/2]
+    (broadcast against x's leading dimensions, e.g. [N, 1, head_dim/2] for x [B, N, H, head_dim])."""
+    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(xc * cis).flatten(-2).to(x.dtype)
 
 
 # ----- blocks -------------------------------------------------------------------------------------
+
+
+def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """x / rms(x) over the last dimension (one fused reduction; F.rms_norm is slower on CPU)."""
+    rms = torch.linalg.vector_norm(x.float(), dim=-1, keepdim=True) * x.shape[-1] ** -0.5
+    return (x.float() / (rms + eps)).to(x.dtype)
 
 
 class RMSNorm(nn.Module):
@@ -155,28 +168,41 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return xf.to(x.dtype) * self.weight
+        return rms_norm(x, self.eps) * self.weight
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+    """q [B, N, H, d], k and v [B, M, H, d] -> [B, N, H*d]; mask [B, M] bool (True = attend)."""
+    B, N, H, d = q.shape
+    attn_mask = None if mask is None else mask[:, None, None, :]
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=attn_mask
+    )
+    return out.transpose(1, 2).reshape(B, N, H * d)
 
 
 class SelfAttention(nn.Module):
+    """Fused qkv, RMS-normalised q and k, 3D rotary positions, scaled_dot_product_attention."""
+
     def __init__(self, dim: int, num_heads: int, qk_norm: bool):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, 3 * dim)
-        self.q_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.k_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.q_norm = RMSNorm(self.head_dim) if qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim) if qk_norm else None
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    def forward(self, x: Tensor, rope: Tensor) -> Tensor:
         B, N, D = x.shape
-        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(B, N, D))
+        qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim)
+        qk, v = qkv[:, :, :2], qkv[:, :, 2]  # q and k normalised and rotated together
+        if self.q_norm is not None:
+            weight = torch.stack([self.q_norm.weight, self.k_norm.weight])[:, None, :]  # [2, 1, d]
+            qk = rms_norm(qk, self.q_norm.eps) * weight
+        qk = apply_rotary(qk, rope[:, None, None, :])  # rope [N, d/2] -> broadcast over (2, H)
+        q, k = qk.unbind(2)
+        return self.proj(attention(q, k, v))
 
 
 class CrossAttention(nn.Module):
@@ -198,15 +224,14 @@ class CrossAttention(nn.Module):
     def forward(self, x: Tensor, ctx: Tensor, mask: Tensor) -> Tensor:
         B, N, D = x.shape
         L = ctx.shape[1]
-        q = self.q(x).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
-        k, v = self.kv(ctx).view(B, L, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = self.q_norm(q), self.k_norm(k)
+        q = self.q_norm(self.q(x).view(B, N, self.num_heads, self.head_dim))
+        k, v = self.kv(ctx).view(B, L, 2, self.num_heads, self.head_dim).unbind(2)
+        k = self.k_norm(k)
         has_text = mask.any(dim=1)  # [B]
         safe = mask.clone()
         safe[:, 0] |= ~has_text  # attend somewhere; the result is zeroed below
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe[:, None, None, :])
-        out = out * has_text.to(out.dtype)[:, None, None, None]
-        return self.proj(out.transpose(1, 2).reshape(B, N, D))
+        out = attention(q, k, v, safe) * has_text.to(q.dtype)[:, None, None]
+        return self.proj(out)
 
 
 class Mlp(nn.Module):
@@ -220,7 +245,7 @@ class Mlp(nn.Module):
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    return x * (1 + scale) + shift
+    return torch.addcmul(shift, x, 1 + scale)
 
 
 class DiTBlock(nn.Module):
@@ -240,17 +265,17 @@ class DiTBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
     def forward(
-        self, x: Tensor, c: Tensor, rope: tuple[Tensor, Tensor], ctx: Tensor, mask: Tensor
+        self, x: Tensor, c: Tensor, rope: Tensor, ctx: Tensor, mask: Tensor
     ) -> Tensor:
         # x [B, t, hw, D]; c [B, t, D]
         B, T, S, D = x.shape
         mod = self.adaLN_modulation(c)[:, :, None, :].chunk(6, dim=-1)
         shift_sa, scale_sa, gate_sa, shift_mlp, scale_mlp, gate_mlp = mod
         h = modulate(self.norm1(x), shift_sa, scale_sa).reshape(B, T * S, D)
-        x = x + gate_sa * self.attn(h, rope).view(B, T, S, D)
+        x = torch.addcmul(x, gate_sa, self.attn(h, rope).view(B, T, S, D))
         h = self.norm_cross(x).reshape(B, T * S, D)
         x = x + self.cross(h, ctx, mask).view(B, T, S, D)
-        x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        x = torch.addcmul(x, gate_mlp, self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp)))
         return x
 
 
@@ -316,7 +341,8 @@ class VideoDiT(nn.Module):
 
     def rotary_tables(self, t: int, h: int, w: int, device=None) -> tuple[Tensor, Tensor]:
         """(cos, sin) [t*h*w, head_dim/2] for a grid of t x h x w tokens (after patching)."""
-        return self.rope(t, h, w, device)
+        cos, sin, _ = self.rope.tables(t, h, w, device)
+        return cos, sin
 
     # ----- patches ----------------------------------------------------------------------------
     def _check(self, x: Tensor, timesteps: Tensor, text_states: Tensor, text_mask: Tensor) -> None:
