@@ -144,7 +144,10 @@ def _cover_crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 def _u8_to_float(frames: np.ndarray) -> torch.Tensor:
     """[T, H, W, 3] uint8 -> [3, T, H, W] float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+    frames = np.ascontiguousarray(frames)
+    if not frames.flags.writeable:
+        frames = frames.copy()
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0
 
 
 def _float_to_u8(x: torch.Tensor) -> np.ndarray:
@@ -387,6 +390,8 @@ class Pipeline:
     def to(self, device) -> "Pipeline":
         self.vae.to(device)
         self.transformer.to(device)
+        if hasattr(self.text_encoder, "to"):
+            self.text_encoder.to(device)
         return self
 
     def _shift(self, latent_frames: int, lat_h: int, lat_w: int) -> float:
@@ -457,8 +462,12 @@ class Pipeline:
         pipe.source = str(root)
         return pipe.to(device)
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write the pipeline folder atomically (a temp folder beside `path`, then renamed)."""
+    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None,
+                        max_shard_mb: float = 15.0) -> Path:
+        """Write the pipeline folder atomically (a temp folder beside `path`, then renamed).
+
+        `dtype` (e.g. torch.float16) stores floating-point weights in that type (they load back
+        as float32); weights larger than `max_shard_mb` are split into numbered shards."""
         from safetensors.torch import save_file
 
         from . import __version__
@@ -481,8 +490,13 @@ class Pipeline:
             for comp, model in (("vae", self.vae), ("transformer", self.transformer)):
                 (tmp / comp).mkdir()
                 _write_json(tmp / comp / "config.json", _config_dict(model.config))
-                state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-                save_file(state, str(tmp / comp / WEIGHTS_NAME), metadata={"format": "pt", "component": comp})
+                state = {k: v.detach().to("cpu", dtype if (dtype is not None and v.is_floating_point()) else v.dtype)
+                         .contiguous().clone() for k, v in model.state_dict().items()}
+                shards = _shard(state, int(max_shard_mb * 2**20))
+                for i, shard in enumerate(shards):
+                    name = WEIGHTS_NAME if len(shards) == 1 else WEIGHTS_NAME.replace(
+                        ".safetensors", f"-{i + 1:05d}-of-{len(shards):05d}.safetensors")
+                    save_file(shard, str(tmp / comp / name), metadata={"format": "pt", "component": comp})
             (tmp / "text_encoder").mkdir()
             te_cfg = _config_dict(self.text_encoder.config) if hasattr(self.text_encoder, "config") else {}
             _write_json(tmp / "text_encoder" / "config.json", te_cfg)
@@ -606,6 +620,52 @@ class Pipeline:
         if return_latents:
             return video_out, engine.windows
         return video_out
+
+    @torch.no_grad()
+    def generate_batch(self, prompts: list[str], *, seeds: list[int], num_frames: int | None = None,
+                       seconds: float | None = None, size: str | tuple[int, int] | None = None,
+                       fps: float | None = None, steps: int | None = None, guidance: float | None = None,
+                       negative_prompt: str | None = None, sampler: str | None = None,
+                       progress: bool = False) -> list[Video]:
+        """Text->video for many prompts at once, one window each, batched through the transformer.
+
+        Each video equals `generate(prompt, seed=seed, ...)` up to float rounding: the same
+        per-seed noise, schedule and guidance. Used by `kinema eval`; clips longer than one window
+        go through `generate`."""
+        if len(prompts) != len(seeds):
+            raise KinemaError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        if not prompts:
+            return []
+        cfg = self.config
+        prompts = [_check_prompt(p, "prompt") for p in prompts]
+        negative = _check_prompt(negative_prompt, "negative prompt", allow_empty=True) if negative_prompt else ""
+        width, height = parse_size(cfg["size"] if size is None else size)
+        steps = _check_int(cfg["steps"] if steps is None else steps, "steps", 1, 1000)
+        guidance = _check_float(cfg["guidance"] if guidance is None else guidance, "guidance", 0.0, 100.0)
+        sampler = (cfg["sampler"] if sampler is None else str(sampler)).lower()
+        fps = _check_float(cfg["fps"] if fps is None else fps, "fps", 1.0, 240.0)
+        count = self._frame_count("t2v", seconds, num_frames, fps, None)
+        run = _Run(self, width, height, steps, guidance, sampler, 0)
+        ft = self.temporal_factor
+        n = 1 + math.ceil((count - 1) / ft)
+        if n > int(cfg["max_latent_frames"]):
+            raise KinemaError(f"generate_batch makes one window ({1 + ft * (int(cfg['max_latent_frames']) - 1)} "
+                              f"frames at most); asked for {count}")
+        shape = (1, self.latent_channels, n, run.lat_h, run.lat_w)
+        noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+        states, mask = self.encode_text(prompts + [negative])
+        z = sample(self.transformer, noise.to(self.device), states[:-1], mask[:-1], uncond_states=states[-1:],
+                   uncond_mask=mask[-1:], guidance=guidance, steps=steps, shift=self._shift(n, run.lat_h, run.lat_w),
+                   sampler=sampler)
+        engine = _Engine(run, None, 0)
+        videos = []
+        for i, prompt in enumerate(prompts):
+            frames = engine.decode(z[i:i + 1])[:, :count]
+            meta = {"generator": "kinema", "model": str(cfg.get("model_name")), "prompt": prompt,
+                    "seed": int(seeds[i]), "mode": "t2v", "steps": steps, "guidance": guidance,
+                    "sampler": sampler, "size": f"{width}x{height}", "num_frames": count, "fps": fps}
+            videos.append(Video(_float_to_u8(_resize(frames, height, width)), fps=fps, metadata=meta))
+        return videos
 
     # ----- modes ------------------------------------------------------------------------------
     @staticmethod
@@ -904,6 +964,20 @@ def _read_json(path: Path, what: str) -> dict:
 
 def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _shard(state: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:
+    """Split a state dict into consecutive shards of at most `max_bytes` (a bigger tensor gets its own)."""
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for k, v in state.items():
+        n = v.numel() * v.element_size()
+        if shards[-1] and size + n > max_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][k] = v
+        size += n
+    return shards
 
 
 def _load_component(root: Path, comp: str, config_cls, model_cls):

@@ -65,8 +65,10 @@ def handler(args: argparse.Namespace) -> int:
     if args.model is not None and not Path(args.model).exists():
         raise KinemaError(f"model folder {args.model!r} does not exist")
 
-    from ..pipeline import Pipeline
+    from ..pipeline import Pipeline, parse_size
 
+    if args.size is not None:
+        parse_size(args.size)  # fail on a bad size before loading the model
     t0 = time.perf_counter()
     try:
         pipe = Pipeline.from_pretrained(args.model, device=args.device)
