@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..video import Video
 from .schemas import ApiError, bad_request
-from .sizes import MULTIPLE, snap_frames
+from .sizes import MAX_SIDE, MIN_SIDE, MULTIPLE
 
 THUMBNAIL = "thumbnail.webp"
 SPRITESHEET = "spritesheet.jpg"
@@ -122,9 +122,11 @@ def read_upload_video(path: Path, max_pixels: int, max_frames: int, param: str) 
 
 
 def model_size_for(width: int, height: int, scale: int, max_pixels: int) -> tuple[int, int]:
-    """The size to render a source clip at: its own if the model can use it, else its aspect at
-    the model's scale (like OpenAI sizes)."""
-    if width % MULTIPLE == 0 and height % MULTIPLE == 0 and width * height <= max_pixels:
+    """The size to render a source clip at: its own if it is no larger than the model's scale
+    (shorter side <= scale) and within limits, else its aspect at the model's scale (like OpenAI
+    sizes: 1280x720 -> 224x128)."""
+    if (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE and width * height <= max_pixels
+            and min(width, height) <= scale):
         return width, height
     short, long_ = min(width, height), max(width, height)
     s = max(MULTIPLE, int(round(scale / MULTIPLE)) * MULTIPLE)
@@ -133,12 +135,8 @@ def model_size_for(width: int, height: int, scale: int, max_pixels: int) -> tupl
 
 
 def fit_video(video: Video, width: int, height: int, max_frames: int) -> Video:
-    """Resize every frame and cut the clip to 1 + 4k frames (at most max_frames)."""
-    n = min(video.num_frames, max_frames)
-    n = snap_frames(n)
-    if n > video.num_frames:
-        n -= 4
-    frames = video.frames[:max(1, n)]
+    """Resize every frame and keep at most max_frames frames."""
+    frames = video.frames[:max_frames]
     if (video.width, video.height) != (width, height):
         frames = np.stack([np.asarray(fit_image(Image.fromarray(f), width, height)) for f in frames])
     return Video(frames, fps=video.fps, metadata=dict(video.metadata))

@@ -59,7 +59,7 @@ def video_object(row) -> dict[str, Any]:
         "num_frames": result.get("num_frames", params.get("num_frames")),
         "fps": result.get("fps", params.get("fps")),
         "seed": params.get("seed"),
-        "steps": params.get("steps"),
+        "steps": result.get("steps", params.get("steps")),
         "mode": params.get("mode") or ("image" if params.get("image") else "text"),
         "attempts": row.attempts,
     }

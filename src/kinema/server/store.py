@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import (Boolean, Column, Float, Integer, MetaData, String, Table, Text, and_, create_engine,
                         delete, event, func, insert, or_, select, update)
@@ -139,11 +139,6 @@ class Store:
         with self.engine.begin() as conn:
             return conn.execute(delete(videos).where(videos.c.id == video_id, videos.c.owner == owner)).rowcount == 1
 
-    def counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(videos.c.status, func.count()).group_by(videos.c.status))
-            return {status: int(n) for status, n in rows}
-
     # ----- the worker's side ---------------------------------------------------------------
     def _claimable(self, now: float):
         return or_(videos.c.status == "queued",
@@ -153,17 +148,18 @@ class Store:
         """Atomically take the oldest queued job (or one whose lease ran out); None if none."""
         now = time.time()
         if self._pg:
-            with self.engine.begin() as conn:
-                cand = conn.execute(select(videos.c.seq, videos.c.status, videos.c.attempts)
-                                    .where(self._claimable(now)).order_by(videos.c.seq).limit(1)
-                                    .with_for_update(skip_locked=True)).first()
-                if cand is None:
-                    return None
-                if cand.status == "in_progress" and cand.attempts >= self.max_attempts:
-                    conn.execute(self._lost_update(cand.seq, now))
-                    return self.claim(worker, lease_seconds)
-                conn.execute(self._claim_update(cand.seq, worker, now, lease_seconds))
-            return self._get_seq(cand.seq)
+            while True:
+                with self.engine.begin() as conn:
+                    cand = conn.execute(select(videos.c.seq, videos.c.status, videos.c.attempts)
+                                        .where(self._claimable(now)).order_by(videos.c.seq).limit(1)
+                                        .with_for_update(skip_locked=True)).first()
+                    if cand is None:
+                        return None
+                    if cand.status == "in_progress" and cand.attempts >= self.max_attempts:
+                        conn.execute(self._lost_update(cand.seq, now))
+                        continue
+                    conn.execute(self._claim_update(cand.seq, worker, now, lease_seconds))
+                return self._get_seq(cand.seq)
         with self.engine.connect() as conn:
             cands = list(conn.execute(select(videos.c.seq, videos.c.status, videos.c.attempts)
                                       .where(self._claimable(now)).order_by(videos.c.seq).limit(8)))
@@ -239,10 +235,6 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(update(videos).where(videos.c.id == video_id).values(purged=True))
 
-    def video_ids(self) -> set[str]:
-        with self.engine.connect() as conn:
-            return {r[0] for r in conn.execute(select(videos.c.id))}
-
     # ----- characters -----------------------------------------------------------------------
     def insert_character(self, row: dict[str, Any]) -> None:
         row = dict(row)
@@ -271,6 +263,3 @@ def loads(text: str | None) -> dict:
         return {}
     return value if isinstance(value, dict) else {}
 
-
-def ids(rows: Iterable[Row]) -> list[str]:
-    return [r.id for r in rows]
