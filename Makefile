@@ -4,11 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test setup browser bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch lies on disk; pinning it keeps pip from pulling CUDA wheels.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
@@ -21,7 +20,13 @@ demo: $(STAMP)
 	$(BIN)/kinema world sheet out/world -o out/world/contact_sheet.png
 	@echo "wrote out/world (MP4 + spec + caption per clip) and out/world/contact_sheet.png"
 
-test: $(STAMP)
+# The web page is tested in a real headless Chromium (Debian's package, driven by Playwright).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 tests
 
 bench: $(STAMP)
