@@ -99,12 +99,16 @@ def probe(path: Path) -> tuple[int, int, int, float]:
                 raise KinemaError(f"{path}: holds no video stream")
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 12)
+            listed = int(stream.frames or 0)  # from the container's index; 0 when unknown
             frames = 0
             width = height = 0
             for frame in container.decode(stream):
                 if frames == 0:
                     width, height = frame.width, frame.height
                 frames += 1
+                if listed and frames >= 1:
+                    frames = listed  # the first frame decoded: readable; trust the index for the count
+                    break
             meta = container.metadata.get("kinema")
     except KinemaError:
         raise
@@ -195,5 +199,8 @@ class FolderStream(IterableDataset):
         frames = self._load(ci)
         n = frames.shape[0]
         start = int(rng.integers(n - bucket.frames + 1)) if n > bucket.frames else 0
-        clip = frames[start:start + bucket.frames].permute(3, 0, 1, 2).float() / 127.5 - 1.0
+        frames = frames[start:start + bucket.frames]
+        if frames.shape[0] < bucket.frames:  # a container that listed more frames than it holds
+            frames = torch.cat([frames, frames[-1:].expand(bucket.frames - frames.shape[0], *frames.shape[1:])])
+        clip = frames.permute(3, 0, 1, 2).float() / 127.5 - 1.0
         return resize_crop(clip, bucket.width, bucket.height)

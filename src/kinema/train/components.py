@@ -44,52 +44,27 @@ def build_vae(model: dict):
 
 
 def load_vae(path: str | os.PathLike):
-    """A VAE from an export folder (OUT/final of a vae run, or the vae/ of a pipeline folder)."""
+    """A VAE from an export folder (OUT/final of a vae run, or a pipeline folder / its vae/)."""
     from ..models.vae import CausalVideoVAE, VAEConfig
+    from ..pipeline import _load_component
 
-    path = Path(path)
+    path = Path(path).expanduser()
     if (path / "vae" / CONFIG_NAME).is_file():  # a whole pipeline folder
         path = path / "vae"
-    cfg_file = path / CONFIG_NAME
-    if not cfg_file.is_file():
-        raise KinemaError(f"{path}: not a VAE folder (no {CONFIG_NAME}); pass the OUT/final of `kinema train vae`")
-    try:
-        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise KinemaError(f"{cfg_file}: not valid JSON ({exc.msg})") from None
-    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
-    vae = CausalVideoVAE(VAEConfig.from_dict(cfg))
-    weights = [p for p in sorted(path.glob("*.safetensors"))]
-    if not weights:
-        raise KinemaError(f"{path}: holds no .safetensors weights")
-    from safetensors.torch import load_file
-
-    state = {}
-    for w in weights:
-        state.update(load_file(str(w)))
-    missing, unexpected = vae.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise KinemaError(f"{path}: weights do not fit the VAE config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return vae
+    if not (path / CONFIG_NAME).is_file():
+        raise KinemaError(f"--vae {path}: not a VAE folder (no {CONFIG_NAME}); pass the OUT/final folder "
+                          "of `kinema train vae`")
+    return _load_component(path.parent, path.name, VAEConfig, CausalVideoVAE)
 
 
 def save_vae(vae, path: Path) -> None:
-    """config.json + diffusion_pytorch_model.safetensors (the pipeline's vae/ layout)."""
-    try:
-        from ..pipeline import save_component  # the pipeline's own writer, when it offers one
-    except ImportError:
-        save_component = None
-    path.mkdir(parents=True, exist_ok=True)
-    if save_component is not None:
-        save_component(vae, path)
-        return
+    """config.json + diffusion_pytorch_model.safetensors: the layout of a pipeline's vae/ folder."""
     from safetensors.torch import save_file
 
-    cfg = vae.config.to_dict()
-    cfg["_class_name"] = type(vae).__name__
-    (path / CONFIG_NAME).write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    state = {k: v.detach().to("cpu").contiguous() for k, v in vae.state_dict().items()}
-    save_file(state, str(path / VAE_WEIGHTS))
+    path.mkdir(parents=True, exist_ok=True)
+    (path / CONFIG_NAME).write_text(json.dumps(vae.config.to_dict(), indent=2) + "\n", encoding="utf-8")
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in vae.state_dict().items()}
+    save_file(state, str(path / VAE_WEIGHTS), metadata={"format": "pt", "component": "vae"})
 
 
 class VAETrainModule(nn.Module):
@@ -182,11 +157,24 @@ def replace_dir(final: Path, write) -> Path:
     shutil.rmtree(old, ignore_errors=True)
     tmp.mkdir()
     write(tmp)
+    _readable(tmp)
     if final.exists():
         os.rename(final, old)
     os.rename(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _readable(folder: Path) -> None:
+    """Files as the umask allows (some writers create them 0600 through a temporary file)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                os.chmod(os.path.join(root, name), 0o666 & ~mask)
+            except OSError:
+                pass
 
 
 def param_checksum(module: nn.Module) -> float:

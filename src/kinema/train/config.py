@@ -54,6 +54,8 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     steps: int = 1000
+    time_limit_s: float = 0.0          # > 0: stop (checkpoint + export) after this much training time;
+                                       # the LR schedule then runs on whichever of steps or time ends first
     seed: int = 0
     precision: str = "auto"            # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     parallel: str = "ddp"              # ddp | fsdp (under torchrun)
@@ -63,7 +65,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     # vae
-    l1_weight: float = 0.1             # loss = MSE + l1_weight * L1 (when the VAE has no .loss)
+    kl_weight: float = 1e-4            # loss = MSE + L1 + kl_weight * KL(posterior || N(0, 1))
     latent_stats_batches: int = 8      # batches for the per-channel latent mean/std at the end
     # dit
     vae: str = ""                      # VAE export folder (OUT/final of a vae run); "" = random (smoke only)
@@ -108,7 +110,7 @@ def _smoke_dit() -> TrainConfig:
         data=DataConfig(buckets=[[32, 32, 5], [48, 32, 5], [32, 32, 1, 4]], max_objects=2,
                         latent_cache_batches=4),
         steps=4, ema_decay=0.9, checkpoint_every=2, keep_checkpoints=2, log_every=1,
-        pipeline=dict(width=32, height=32, num_frames=5, fps=12, steps=4),
+        pipeline=dict(size="32x32", seconds=0.75, fps=12.0, steps=4),
     )
 
 
@@ -143,7 +145,7 @@ def _tiny_dit() -> TrainConfig:
         optim=OptimConfig(lr=3e-4, warmup_steps=1000, batch_size=16, weight_decay=0.0, betas=[0.9, 0.99]),
         data=DataConfig(buckets=_TINY_DIT_BUCKETS, num_workers=2, latent_cache_batches=20_000),
         steps=50_000, ema_decay=0.999, checkpoint_every=2000, keep_checkpoints=3, log_every=25,
-        pipeline=dict(width=128, height=128, num_frames=25, fps=12, steps=25, guidance=5.0),
+        pipeline=dict(size="128x128", seconds=2.0, fps=12.0, steps=20, guidance=5.0),
     )
 
 
@@ -270,5 +272,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(1 <= cfg.data.max_objects <= 3, "data.max_objects: must be from 1 to 3")
     need(cfg.data.latent_cache_batches >= 1, "data.latent_cache_batches: must be at least 1")
     need(cfg.latent_stats_batches >= 1, "latent_stats_batches: must be at least 1")
+    need(cfg.kl_weight >= 0, "kl_weight: must be >= 0")
     parse_buckets(cfg.data.buckets)
+    if cfg.pipeline:
+        from ..pipeline import DEFAULT_CONFIG
+
+        unknown = sorted(k for k in cfg.pipeline if k not in DEFAULT_CONFIG)
+        need(not unknown, f"pipeline.{unknown[0] if unknown else ''}: unknown pipeline setting; "
+                          f"allowed: {', '.join(DEFAULT_CONFIG)}")
     return cfg

@@ -55,8 +55,14 @@ def init() -> DistInfo:
     return DistInfo(rank=rank, local_rank=local, world_size=world, device=device)
 
 
-def shutdown() -> None:
+def shutdown(clean: bool = True) -> None:
+    """Destroy the process group; after a clean run, first wait for every rank (a failed rank
+    must not wait: the others may be stuck in a collective, torchrun stops them)."""
     if dist.is_available() and dist.is_initialized():
+        if clean:
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.synchronize()
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -107,10 +113,13 @@ def wrap(model: nn.Module, info: DistInfo, parallel: str) -> nn.Module:
     if parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
-        for module in list(model.modules()):
+        # innermost lists first: an outer unit then manages only what its inner units do not
+        for module in reversed(list(model.modules())):
             if isinstance(module, nn.ModuleList):
                 for block in module:
-                    if sum(p.numel() for p in block.parameters()) > 0:
+                    # a unit must be called (its forward runs the gather); plain containers are not
+                    called = type(block).forward is not nn.Module.forward
+                    if called and any(p.numel() for p in block.parameters()):
                         fully_shard(block)
         fully_shard(model)
         return model

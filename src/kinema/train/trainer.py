@@ -1,0 +1,633 @@
+"""The trainer for both stages: the autoencoder (`vae`) and the diffusion transformer (`dit`).
+
+One code path for one process and for `torchrun` (DDP, or FSDP with `parallel: "fsdp"`):
+
+    vae: x -> VAE.loss(x) (MSE + L1 + small KL); PSNR logged; per-channel latent mean/std
+         measured at the end and stored in the exported config (OUT/final/).
+    dit: x -> frozen VAE.encode -> latents; captions dropped to "" at `caption_dropout`; frozen
+         text encoder; random frame-conditioning masks (every prompting mode); rectified-flow
+         loss; EMA of the weights; OUT/final/ = a whole pipeline folder with the EMA weights,
+         rewritten at every checkpoint.
+
+Exact resume: the checkpoint holds weights, EMA, optimiser state, every RNG (torch, CUDA,
+numpy, python and the trainer's own generator), the metrics window and the data position; the
+data streams are pure functions of (seed, rank, index), so a resumed run reproduces the
+uninterrupted one. The learning rate is a pure function of the step (linear warm-up, cosine).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import KinemaError
+from . import checkpoint as ckpt
+from . import components as comp
+from . import distributed as D
+from .config import TrainConfig
+from .ema import EMA
+
+# Fields that may change between a run and its resumption.
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "log_every", "out", "data.num_workers",
+                     "data.cache_clips"}
+
+
+def lr_at(cfg: TrainConfig, step: int, elapsed: float | None = None) -> float:
+    """Learning rate for optimiser step `step` (0-based): linear warm-up, then cosine to min_lr_ratio.
+    With a time limit, the cosine follows whichever of step/steps and elapsed/time_limit_s is further."""
+    o = cfg.optim
+    if o.warmup_steps > 0 and step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    span = max(1, cfg.steps - o.warmup_steps)
+    progress = min(1.0, max(0.0, (step - o.warmup_steps) / span))
+    if cfg.time_limit_s > 0 and elapsed is not None:
+        progress = max(progress, min(1.0, elapsed / cfg.time_limit_s))
+    return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k not in ("model", "pipeline"):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def _normalise_batch(batch: dict) -> dict:
+    if "video" in batch and batch["video"].dim() == 4:
+        batch = dict(batch, video=batch["video"].unsqueeze(0), caption=[batch["caption"]])
+    return batch
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False, quiet: bool = False):
+        if not cfg.out:
+            raise KinemaError("no output folder: pass --out DIR (or set \"out\" in the config)")
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.resume = resume
+        self.quiet = quiet
+        self.info = D.init()
+        self.device = self.info.device
+        self.amp_dtype = None
+        if cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda"):
+            self.amp_dtype = torch.bfloat16
+        self.step = 0
+        self.position = 0  # batches this process has consumed
+        self.elapsed_before = 0.0
+        self.window = {"loss": 0.0, "steps": 0, "samples": 0}
+        self.ema: EMA | None = None
+        self.pbar = None
+        self.metrics_path = self.out / "metrics.jsonl"
+
+    # ----- helpers --------------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        if self.info.is_main and not self.quiet:
+            if self.pbar is not None:
+                self.pbar.write(msg, file=sys.stderr)
+            else:
+                print(msg, file=sys.stderr, flush=True)
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def write_metrics(self, record: dict) -> None:
+        if self.info.is_main:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # ----- set-up ---------------------------------------------------------------------------
+    def _check_out(self) -> Path | None:
+        found = ckpt.list_checkpoints(self.out)
+        if found and not self.resume:
+            raise KinemaError(f"{self.out} already holds checkpoints (latest: step {found[-1][0]}); "
+                              "pass --resume to continue that run, or choose another --out")
+        latest = found[-1][1] if found else None
+        if latest is not None:
+            saved = ckpt.read_json(latest / ckpt.STATE_FILE).get("config", {})
+            now, before = _flatten(self.cfg.to_dict()), _flatten(saved)
+            diff = sorted(k for k in set(now) | set(before)
+                          if k not in RESUMABLE_CHANGES and now.get(k) != before.get(k))
+            if diff:
+                k = diff[0]
+                raise KinemaError(f"--resume: config field {k} differs from the run in {self.out} "
+                                  f"(was {json.dumps(before.get(k))}, now {json.dumps(now.get(k))})"
+                                  + (f" and {len(diff) - 1} more" if len(diff) > 1 else ""))
+        return latest
+
+    def _seed_process(self) -> None:
+        r = self.info.rank
+        torch.manual_seed(self.cfg.seed * 1000 + 17 + r)
+        np.random.seed((self.cfg.seed * 1000 + 17 + r) % 2**32)
+        random.seed(self.cfg.seed * 1000 + 17 + r)
+        self.gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + 101 + r)
+
+    def _build(self) -> None:
+        cfg, dev = self.cfg, self.device
+        torch.manual_seed(cfg.seed)  # the same initial weights in every process
+        if cfg.stage == "vae":
+            self.vae = comp.build_vae(cfg.model)
+            self.raw = comp.VAETrainModule(self.vae, kl_weight=cfg.kl_weight).to(dev)
+        else:
+            if cfg.vae:
+                self.vae_cpu = comp.load_vae(cfg.vae)
+            elif cfg.preset == "smoke":
+                from .config import preset
+
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(cfg.seed + 4242)
+                    self.vae_cpu = comp.build_vae(preset("smoke", "vae").model)
+                self.log("kinema train: no --vae given: using a random VAE (smoke preset only)")
+            else:
+                raise KinemaError("dit training needs --vae DIR: the OUT/final folder of `kinema train vae`")
+            self.vae_cpu.eval().requires_grad_(False)
+            self.vae = copy.deepcopy(self.vae_cpu).to(dev)
+            self.text = comp.load_text_encoder(cfg.text_encoder, cfg.text_max_length)
+            if hasattr(self.text, "to"):
+                self.text = self.text.to(dev)
+            if hasattr(self.text, "eval"):
+                self.text.eval()
+            tdim = comp.text_dim_of(self.text)
+            self.dit_cfg = comp.dit_config(cfg.model, self.vae_cpu.config.latent_channels, tdim)
+            torch.manual_seed(cfg.seed)
+            self.raw = comp.build_dit(self.dit_cfg).to(dev)
+        if cfg.ema_decay > 0:
+            self.ema = EMA(self.raw, cfg.ema_decay)
+        if cfg.compile:
+            self.raw.compile()
+        self.model = D.wrap(self.raw, self.info, cfg.parallel)
+        if self.ema is not None and self.info.enabled and cfg.parallel == "fsdp":
+            D.wrap(self.ema.model, self.info, "fsdp")
+        o = cfg.optim
+        kwargs = {"fused": True} if dev.type == "cuda" and cfg.parallel == "ddp" else {}
+        self.opt = torch.optim.AdamW(_param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas),
+                                     eps=o.eps, **kwargs)
+        n = sum(p.numel() for p in self.raw.parameters())
+        self.log(f"kinema train {cfg.stage}: preset {cfg.preset}, {n / 1e6:.2f}M parameters, "
+                 f"{self.info.world_size} process(es) on {dev.type}"
+                 + (f", {cfg.parallel}" if self.info.enabled else "")
+                 + (", bf16 autocast" if self.amp_dtype else ""))
+
+    # ----- data -----------------------------------------------------------------------------
+    def _stream(self, seed: int, start: int):
+        from ..data.buckets import parse_buckets
+
+        cfg, d = self.cfg, self.cfg.data
+        buckets = [b.as_tuple() for b in parse_buckets(d.buckets)]
+        if d.source == "world":
+            from ..data.world_stream import WorldStream
+
+            # The train split only: the benchmark's held-out combinations never appear.
+            return WorldStream(split="train", seed=seed, buckets=buckets, fps=d.fps, batch_size=cfg.optim.batch_size,
+                               rank=self.info.rank, world_size=self.info.world_size, max_objects=d.max_objects,
+                               start_index=start, interleave_workers=True)
+        from ..data.folder import FolderStream
+
+        return FolderStream(d.source, buckets, batch_size=cfg.optim.batch_size, fps=d.fps, seed=seed,
+                            rank=self.info.rank, start_index=start, cache_clips=d.cache_clips)
+
+    def _loader(self, dataset) -> Iterator[dict]:
+        from torch.utils.data import DataLoader
+
+        nw = self.cfg.data.num_workers
+        loader = DataLoader(dataset, batch_size=None, num_workers=nw, pin_memory=self.device.type == "cuda",
+                            prefetch_factor=4 if nw else None, persistent_workers=False)
+        for batch in loader:
+            yield _normalise_batch(batch)
+
+    def _latent_cache(self):
+        from ..data import latent_cache as lc
+
+        cfg = self.cfg
+        root = Path(cfg.data.latent_cache_dir) if cfg.data.latent_cache_dir else self.out / "latent_cache"
+        key = {"source": os.path.abspath(cfg.data.source) if cfg.data.source != "world" else "world",
+               "buckets": cfg.data.buckets, "batch_size": cfg.optim.batch_size, "fps": cfg.data.fps,
+               "max_objects": cfg.data.max_objects, "seed": cfg.seed, "batches": cfg.data.latent_cache_batches,
+               "vae": lc.fingerprint_module(self.vae_cpu)}
+        valid = lc.is_valid(root, key) if self.info.is_main else None
+        valid = D.broadcast_object(self.info, valid)
+        if not valid:
+            if self.info.is_main:
+                lc.clear(root)
+                self.log(f"kinema train: encoding {cfg.data.latent_cache_batches} batches into the latent cache {root}")
+            D.barrier(self.info)
+            items = self._loader(self._stream(cfg.seed, 0))
+
+            def encode(video):
+                with torch.no_grad(), self.autocast():
+                    return self.vae.encode(video.to(self.device, non_blocking=True)).float()
+
+            shards = lc.build_shards(root, self.info.rank, self.info.world_size, cfg.data.latent_cache_batches,
+                                     items, encode)
+            all_shards = D.all_gather_objects(self.info, shards)
+            if self.info.is_main:
+                lc.write_manifest(root, key, [s for part in all_shards for s in part], cfg.data.latent_cache_batches)
+            D.barrier(self.info)
+        return lc.LatentCache(root, seed=cfg.seed)
+
+    def _batches(self) -> Iterator[dict]:
+        """This process's training batches from its current position on."""
+        if self.cfg.stage == "dit" and self.cfg.data.latent_cache:
+            cache = self._latent_cache()
+            while True:
+                yield cache.batch(self.info.rank, self.info.world_size, self.position)
+        else:
+            self.dataset.start_index = self.position
+            yield from self._loader(self.dataset)
+
+    # ----- one step -------------------------------------------------------------------------
+    def _loss(self, batch: dict) -> tuple[torch.Tensor, int]:
+        dev = self.device
+        if self.cfg.stage == "vae":
+            x = batch["video"].to(dev, non_blocking=True)
+            with self.autocast():
+                loss = self.model(x, "loss")
+            self._last_x = x
+            return loss.float(), x.shape[0]
+        from ..diffusion.flow import flow_matching_loss, random_condition_mask
+
+        if "latents" in batch:
+            z = batch["latents"].to(dev, non_blocking=True).float()
+        else:
+            with torch.no_grad(), self.autocast():
+                z = self.vae.encode(batch["video"].to(dev, non_blocking=True))
+            z = z.float()
+        captions = list(batch["caption"])
+        b = z.shape[0]
+        drop = torch.rand(b, generator=self.gen) < self.cfg.caption_dropout
+        captions = ["" if d else c for d, c in zip(drop.tolist(), captions)]
+        with torch.no_grad():
+            states, mask = self.text.encode(captions)
+        states, mask = states.to(dev).float(), mask.to(dev)
+        cond = random_condition_mask(b, z.shape[2], generator=self.gen)
+        with self.autocast():
+            loss = flow_matching_loss(self.model, z, states, mask, cond_mask=cond, generator=self.gen)
+        return loss.float(), b
+
+    def _no_sync(self, last: bool):
+        if last or not self.info.enabled:
+            return contextlib.nullcontext()
+        if hasattr(self.model, "no_sync"):
+            return self.model.no_sync()
+        if hasattr(self.model, "set_requires_gradient_sync"):
+            @contextlib.contextmanager
+            def fsdp_no_sync():
+                self.model.set_requires_gradient_sync(False)
+                try:
+                    yield
+                finally:
+                    self.model.set_requires_gradient_sync(True)
+            return fsdp_no_sync()
+        return contextlib.nullcontext()
+
+    # ----- checkpoints ----------------------------------------------------------------------
+    def _sd_options(self):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+        return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+    def save_checkpoint(self) -> None:
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+        opts = self._sd_options()
+        model_sd = get_model_state_dict(self.model, options=opts)
+        ema_sd = get_model_state_dict(self.ema.model, options=opts) if self.ema is not None else None
+        opt_sd = get_optimizer_state_dict(self.model, self.opt, options=opts)
+        if self.info.is_main:
+            tmp = ckpt.prepare_tmp(self.out, self.step)
+        D.barrier(self.info)
+        tmp = ckpt.tmp_dir(self.out, self.step)
+        rng_t, rng_meta = ckpt.rng_state({"trainer": self.gen})
+        r = self.info.rank
+        ckpt.save_tensors(tmp / f"rng_rank{r}.safetensors", rng_t)
+        ckpt.write_json(tmp / f"rng_rank{r}.json", rng_meta)
+        if self.info.is_main:
+            ckpt.save_tensors(tmp / "model.safetensors", model_sd)
+            if ema_sd is not None:
+                ckpt.save_tensors(tmp / "ema.safetensors", ema_sd)
+            opt_t, opt_meta = ckpt.flatten_optimizer(opt_sd)
+            ckpt.save_tensors(tmp / "optimizer.safetensors", opt_t)
+            ckpt.write_json(tmp / "optimizer.json", opt_meta)
+        window = D.all_gather_objects(self.info, dict(self.window, loss=float(self._wloss)))
+        D.barrier(self.info)
+        if self.info.is_main:
+            state = {
+                "step": self.step, "position": self.position, "world_size": self.info.world_size,
+                "elapsed": self.elapsed(), "ema_updates": self.ema.updates if self.ema else 0,
+                "windows": window, "stage": self.cfg.stage, "config": self.cfg.to_dict(),
+                "format": 1,
+            }
+            ckpt.write_json(tmp / ckpt.STATE_FILE, state)
+            path = ckpt.commit(self.out, self.step, self.cfg.keep_checkpoints)
+            self.log(f"kinema train: checkpoint {path}")
+        D.barrier(self.info)
+        if self.cfg.stage == "dit":
+            self.export_dit(model_sd, ema_sd)
+
+    def load_checkpoint(self, path: Path) -> None:
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                             set_optimizer_state_dict)
+
+        state = ckpt.read_json(path / ckpt.STATE_FILE)
+        opts = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.model, ckpt.load_tensors(path / "model.safetensors"), options=opts)
+        if self.ema is not None:
+            if (path / "ema.safetensors").is_file():
+                set_model_state_dict(self.ema.model, ckpt.load_tensors(path / "ema.safetensors"), options=opts)
+            self.ema.updates = int(state.get("ema_updates", 0))
+        osd = ckpt.unflatten_optimizer(ckpt.load_tensors(path / "optimizer.safetensors"),
+                                       ckpt.read_json(path / "optimizer.json"))
+        set_optimizer_state_dict(self.model, self.opt, osd, options=opts)
+        self.step = int(state["step"])
+        self.position = int(state["position"])
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+        r = self.info.rank
+        same_world = int(state.get("world_size", 1)) == self.info.world_size
+        rng_file = path / f"rng_rank{r}.safetensors"
+        if same_world and rng_file.is_file():
+            ckpt.set_rng_state(ckpt.load_tensors(rng_file), ckpt.read_json(path / f"rng_rank{r}.json"),
+                               {"trainer": self.gen})
+            windows = state.get("windows") or []
+            if r < len(windows):
+                self.window = dict(windows[r])
+        else:
+            self.log(f"kinema train: the checkpoint was written by {state.get('world_size')} process(es), "
+                     f"this run has {self.info.world_size}: weights and optimiser resume exactly, "
+                     "random streams restart from new seeds")
+            self.gen.manual_seed(self.cfg.seed * 7919 + 101 + r + 1_000_003 * self.step)
+        self.log(f"kinema train: resumed from {path} at step {self.step}")
+
+    def _trim_metrics(self) -> None:
+        """On resume, drop metric lines past the checkpoint (written by the interrupted run)."""
+        if not self.info.is_main or not self.metrics_path.is_file():
+            return
+        keep = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if int(rec.get("step", 0)) <= self.step and "event" not in rec:
+                keep.append(line)
+        tmp = self.metrics_path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+        os.replace(tmp, self.metrics_path)
+
+    # ----- exports --------------------------------------------------------------------------
+    def export_dit(self, model_sd: dict, ema_sd: dict | None) -> None:
+        if self.info.is_main:
+            dit = comp.build_dit(self.dit_cfg)
+            sd = ema_sd if ema_sd is not None else model_sd
+            dit.load_state_dict(sd)
+            dit.eval()
+            text = self.text
+            path = comp.export_pipeline(self.vae_cpu, dit, text, self._pipeline_config(), self.out / "final")
+            self.log(f"kinema train: exported pipeline {path}")
+        D.barrier(self.info)
+
+    def _pipeline_config(self) -> dict:
+        cfg = dict(self.cfg.pipeline)
+        return cfg
+
+    def finish_vae(self) -> dict:
+        """Per-channel latent mean/std over `latent_stats_batches` batches, then OUT/final."""
+        cfg = self.cfg
+        c = self.vae.config.latent_channels
+        s = torch.zeros(c, dtype=torch.float64)
+        sq = torch.zeros(c, dtype=torch.float64)
+        n = torch.zeros(1, dtype=torch.float64)
+        psnrs = []
+        stream = self._loader(self._stream(cfg.seed + 99_991, 0))
+        self.model.eval()
+        with torch.no_grad():
+            for _ in range(cfg.latent_stats_batches):
+                x = next(stream)["video"].to(self.device)
+                with self.autocast():
+                    raw = self.model(x, "raw").double()
+                    recon = self.model(x, "recon").float()
+                s += raw.sum(dim=(0, 2, 3, 4)).cpu()
+                sq += raw.pow(2).sum(dim=(0, 2, 3, 4)).cpu()
+                n += raw.numel() / c
+                psnrs.append(_psnr(recon, x))
+            # Evaluation only (no gradient, nothing learned): PSNR on the benchmark's held-out
+            # combinations, the autoencoder's target in DESIGN §2.
+            heldout = []
+            if cfg.data.source == "world":
+                from ..data.buckets import parse_buckets
+                from ..data.world_stream import WorldStream
+
+                ws = WorldStream(split="heldout", seed=cfg.seed + 77_777,
+                                 buckets=[b.as_tuple() for b in parse_buckets(cfg.data.buckets)], fps=cfg.data.fps,
+                                 batch_size=cfg.optim.batch_size, rank=self.info.rank, max_objects=cfg.data.max_objects)
+                for i in range(cfg.latent_stats_batches):
+                    x = _normalise_batch(ws.item(i))["video"].to(self.device)
+                    with self.autocast():
+                        heldout.append(_psnr(self.model(x, "recon").float(), x))
+        self.model.train()
+        tot = D.all_sum_tensor(self.info, torch.cat([s, sq, n]).to(self.device)).cpu()
+        s, sq, n = tot[:c], tot[c:2 * c], tot[2 * c]
+        mean = s / n
+        std = (sq / n - mean.pow(2)).clamp_min(1e-12).sqrt()
+        psnr, psnr_heldout = D.all_mean(self.info, [float(np.mean(psnrs)), float(np.mean(heldout or [0.0]))])
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        full = get_model_state_dict(self.model, options=self._sd_options())
+        result = {"event": "latent_stats", "step": self.step, "latent_mean": mean.tolist(),
+                  "latent_std": std.tolist(), "psnr_eval": psnr}
+        if heldout:
+            result["psnr_heldout"] = psnr_heldout
+        if self.info.is_main:
+            vae = comp.build_vae(cfg.model)
+            vae.load_state_dict({k[len("vae."):]: v for k, v in full.items() if k.startswith("vae.")})
+            vae.set_latent_stats(mean.float(), std.float())
+            path = comp.export_vae(vae, self.out / "final")
+            self.log(f"kinema train: latent mean {np.round(mean.numpy(), 3).tolist()}, "
+                     f"std {np.round(std.numpy(), 3).tolist()}; PSNR {psnr:.2f} dB"
+                     + (f" (held-out combinations {psnr_heldout:.2f} dB)" if heldout else "") + f"; exported {path}")
+            self.write_metrics(result)
+        D.barrier(self.info)
+        return result
+
+    # ----- the loop -------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.time() - self.t0)
+
+    def run(self) -> dict:
+        clean = False
+        try:
+            result = self._run()
+            clean = True
+            return result
+        finally:
+            if self.pbar is not None:
+                self.pbar.close()
+            D.shutdown(clean)
+
+    def _run(self) -> dict:
+        cfg = self.cfg
+        latest = self._check_out()
+        if self.info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(cfg.to_json(), encoding="utf-8")
+        # Everything the user can get wrong is checked before the slow parts start.
+        if cfg.stage == "vae":
+            comp.vae_config(cfg.model)
+        else:
+            from ..models.dit import DiTConfig
+
+            comp.check_model_fields(DiTConfig, cfg.model)
+        self.dataset = None
+        if not (cfg.stage == "dit" and cfg.data.latent_cache):
+            self.dataset = self._stream(cfg.seed, 0)  # a folder's index is validated here
+        self._build()
+        self._seed_process()
+        if latest is not None:
+            self.load_checkpoint(latest)
+            self._trim_metrics()
+        elif self.resume:
+            self.log(f"kinema train: no checkpoint in {self.out} yet: starting from step 0")
+        elif self.info.is_main and self.metrics_path.exists():
+            self.metrics_path.unlink()
+        D.barrier(self.info)
+        self.t0 = time.time()
+        show = self.info.is_main and not self.quiet and sys.stderr.isatty()
+        if show:
+            from tqdm import tqdm
+
+            self.pbar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.stage}", unit="step",
+                             dynamic_ncols=True)
+        batches = self._batches() if self.step < cfg.steps else iter(())
+        self._wloss = torch.tensor(float(self.window.get("loss", 0.0)), dtype=torch.float64, device=self.device)
+        win_t = time.time()
+        last = {}
+        accum = cfg.optim.grad_accum
+        self.model.train()
+        while self.step < cfg.steps:
+            lr = lr_at(cfg, self.step, self.elapsed())
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            samples = 0
+            for micro in range(accum):
+                batch = next(batches)
+                self.position += 1
+                with self._no_sync(micro == accum - 1):
+                    loss, n = self._loss(batch)
+                    (loss / accum).backward()
+                # summed on the device: no host sync per step
+                self._wloss = self._wloss + loss.detach().double() / accum
+                samples += n
+            gn = None
+            if cfg.optim.grad_clip > 0:
+                gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.update(self.model if cfg.parallel == "fsdp" and self.info.enabled else self.raw)
+            self.step += 1
+            self.window["steps"] += 1
+            self.window["samples"] += samples
+            if self.pbar is not None:
+                self.pbar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                if gn is not None:
+                    gn = float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn)
+                last = self._log_window(lr, float("nan") if gn is None else gn, time.time() - win_t)
+                win_t = time.time()
+            time_up = False
+            if cfg.time_limit_s > 0 and (self.step % cfg.log_every == 0 or self.info.world_size == 1):
+                # every rank must stop at the same step: agree on it
+                time_up = D.all_mean(self.info, [float(self.elapsed() >= cfg.time_limit_s)])[0] > 0
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or time_up:
+                t_ck = time.time()
+                self.save_checkpoint()
+                win_t += time.time() - t_ck  # samples/s counts training time only
+                if os.environ.get("KINEMA_TRAIN_DIE_AFTER_CHECKPOINT") == str(self.step):
+                    os._exit(137)  # tests: die like a killed job, right after this checkpoint
+            if time_up:
+                self.log(f"kinema train: time limit {cfg.time_limit_s:g} s reached at step {self.step}")
+                break
+        result: dict[str, Any] = {"step": self.step, "out": str(self.out), **last}
+        if cfg.stage == "vae":
+            result.update(self.finish_vae())
+        elif latest is not None and self.step == int(ckpt.read_json(latest / ckpt.STATE_FILE)["step"]):
+            # resumed at the end: make sure the export exists
+            if not (self.out / "final").exists():
+                from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+                opts = self._sd_options()
+                self.export_dit(get_model_state_dict(self.model, options=opts),
+                                get_model_state_dict(self.ema.model, options=opts) if self.ema else None)
+        checks = D.all_gather_objects(self.info, comp.param_checksum(self.raw))
+        done = {"event": "done", "step": self.step, "elapsed": self.elapsed(), "param_checksums": checks}
+        if self.info.enabled and cfg.parallel == "ddp" and max(checks) - min(checks) > 1e-6 * max(1.0, abs(checks[0])):
+            raise RuntimeError(f"DDP processes disagree on the weights after training: {checks}")
+        self.write_metrics(done)
+        result["param_checksums"] = checks
+        return result
+
+    def _log_window(self, lr: float, grad_norm: float, seconds: float) -> dict:
+        w = self.window
+        loss = float(self._wloss) / max(1, w["steps"])
+        vals = [loss, float(w["samples"]), grad_norm]
+        psnr = None
+        if self.cfg.stage == "vae":
+            with torch.no_grad(), self.autocast():
+                recon = self.model(self._last_x, "recon").float()
+            vals.append(_psnr(recon, self._last_x))
+        vals = D.all_mean(self.info, vals)
+        samples = vals[1] * self.info.world_size
+        record = {"step": self.step, "loss": vals[0], "lr": lr, "grad_norm": vals[2],
+                  "samples_per_s": samples / max(seconds, 1e-9), "elapsed": round(self.elapsed(), 3)}
+        if self.cfg.stage == "vae":
+            psnr = vals[3]
+            record["psnr"] = psnr
+        self.write_metrics(record)
+        msg = f"step {self.step}/{self.cfg.steps} loss {vals[0]:.4f} lr {lr:.2e} {record['samples_per_s']:.1f} samples/s"
+        if psnr is not None:
+            msg += f" psnr {psnr:.2f}"
+        if self.pbar is not None:
+            self.pbar.set_postfix_str(f"loss {vals[0]:.4f}" + (f" psnr {psnr:.1f}" if psnr is not None else ""))
+        elif not self.quiet:
+            self.log(msg)
+        self.window = {"loss": 0.0, "steps": 0, "samples": 0}
+        self._wloss.zero_()
+        return record
+
+
+def _psnr(recon: torch.Tensor, x: torch.Tensor) -> float:
+    """PSNR in dB of a reconstruction of x, both in [-1, 1]."""
+    mse = ((recon.float().clamp(-1, 1) - x.float()) / 2).pow(2).mean().item()
+    return 10 * math.log10(1.0 / max(mse, 1e-10))
+
+
+def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> dict:
+    return Trainer(cfg, resume=resume, quiet=quiet).run()

@@ -1,0 +1,216 @@
+"""`kinema train`: presets and config overrides, smoke VAE/DiT runs and their exports, exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kinema.cli import main
+from kinema.errors import KinemaError
+from kinema.train.config import preset, resolve
+from kinema.train.trainer import lr_at
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _metrics(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _steps(out: Path) -> list[dict]:
+    return [r for r in _metrics(out) if "event" not in r]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("KINEMA_TRAIN_DIE_AFTER_CHECKPOINT", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vae")
+    assert main(["train", "vae", "--preset", "smoke", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def dit_run(tmp_path_factory, vae_run):
+    out = tmp_path_factory.mktemp("dit")
+    assert main(["train", "dit", "--preset", "smoke", "--vae", str(vae_run / "final"), "--out", str(out),
+                 "--quiet"]) == 0
+    return out
+
+
+# ----- configuration ----------------------------------------------------------------------------
+
+def test_presets_resolve_and_tiny_recipe():
+    for stage in ("vae", "dit"):
+        for name in ("smoke", "tiny"):
+            cfg = resolve(stage, name)
+            assert cfg.stage == stage and cfg.preset == name
+            for b in cfg.data.buckets:
+                assert b[0] % 16 == 0 and b[1] % 16 == 0 and (b[2] - 1) % 4 == 0
+    vae, dit = preset("tiny", "vae"), preset("tiny", "dit")
+    assert vae.model["base_channels"] == 32 and vae.model["latent_channels"] == 8
+    assert (dit.model["hidden_size"], dit.model["depth"], dit.model["num_heads"]) == (256, 8, 4)
+    shapes = {tuple(b[:3]) for b in dit.data.buckets}
+    assert {(128, 128, 25), (224, 128, 25), (128, 224, 25), (176, 96, 25)} <= shapes
+    assert any(b[2] == 1 for b in dit.data.buckets)  # stills
+
+
+def test_config_file_overrides(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"steps": 7, "optim": {"lr": 0.01}, "model": {"depth": 3},
+                             "data": {"buckets": [[64, 32, 9]]}}))
+    cfg = resolve("dit", "smoke", str(f))
+    assert (cfg.steps, cfg.optim.lr, cfg.model["depth"], cfg.model["hidden_size"]) == (7, 0.01, 3, 32)
+    assert cfg.data.buckets == [[64, 32, 9]]
+    f.write_text(json.dumps({"optim": {"lr": "fast"}}))
+    with pytest.raises(KinemaError, match="optim.lr: expected a number"):
+        resolve("dit", "smoke", str(f))
+
+
+@pytest.mark.parametrize("body, named", [
+    ({"stpes": 3}, "stpes"),
+    ({"optim": {"learning_rate": 1}}, "optim.learning_rate"),
+    ({"data": {"buckets": [[100, 100, 25]]}}, "100x100"),
+])
+def test_bad_config_file_is_one_line_exit_2(tmp_path, capsys, body, named):
+    f = tmp_path / "bad.json"
+    f.write_text(json.dumps(body))
+    rc = main(["train", "vae", "--preset", "smoke", "--config", str(f), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and named in err and err.startswith("kinema: error:")
+
+
+def test_unknown_model_field_is_exit_2(tmp_path, capsys):
+    f = tmp_path / "bad.json"
+    f.write_text(json.dumps({"model": {"hidden_sise": 64}}))
+    rc = main(["train", "vae", "--preset", "smoke", "--config", str(f), "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "model.hidden_sise" in err and len(err.splitlines()) == 1
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = preset("smoke", "vae")
+    cfg.steps, cfg.optim.warmup_steps, cfg.optim.lr, cfg.optim.min_lr_ratio = 10, 2, 1.0, 0.1
+    lrs = [lr_at(cfg, s) for s in range(10)]
+    assert lrs[0] == 0.5 and lrs[1] == 1.0
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] >= 0.1
+
+
+# ----- smoke runs -------------------------------------------------------------------------------
+
+def test_smoke_vae_trains_and_exports(vae_run):
+    final = vae_run / "final"
+    cfg = json.loads((final / "config.json").read_text())
+    assert cfg["latent_channels"] == 4 and cfg["latent_std"] != [1.0] * 4  # measured stats stored
+    stats = [r for r in _metrics(vae_run) if r.get("event") == "latent_stats"][0]
+    assert stats["psnr_eval"] > 0 and stats["psnr_heldout"] > 0
+    assert (final / "diffusion_pytorch_model.safetensors").is_file()
+    from kinema.train.components import load_vae
+
+    vae = load_vae(final)
+    z = vae.encode(torch.zeros(1, 3, 5, 32, 32))
+    assert z.shape == (1, 4, 2, 4, 4)
+    steps = _steps(vae_run)
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert all({"loss", "lr", "samples_per_s", "elapsed", "psnr"} <= set(r) for r in steps)
+    ckpts = sorted(p.name for p in (vae_run / "checkpoints").iterdir())
+    assert ckpts == ["step_00000002", "step_00000004"]
+    files = {p.suffix for p in (vae_run / "checkpoints" / "step_00000004").iterdir()}
+    assert files == {".safetensors", ".json"}  # no pickle anywhere
+
+
+def test_smoke_dit_exports_a_pipeline(dit_run):
+    from kinema.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(dit_run / "final")
+    assert pipe.transformer.config.hidden_size == 32 and pipe.vae.config.latent_channels == 4
+    assert pipe.config["size"] == "32x32"
+    # the export holds the EMA weights
+    ema = load_file(str(dit_run / "checkpoints" / "step_00000004" / "ema.safetensors"))
+    exported = load_file(str(dit_run / "final" / "transformer" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(ema[k], exported[k]) for k in exported)
+    video = pipe.generate("a red circle moves right", num_frames=5, size="32x32", steps=1, seed=0)
+    assert video.frames.shape == (5, 32, 32, 3)
+
+
+def test_existing_run_needs_resume(vae_run, capsys):
+    rc = main(["train", "vae", "--preset", "smoke", "--out", str(vae_run), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--resume" in err
+
+
+def test_dit_resume_after_kill_matches_uninterrupted_run(tmp_path, vae_run, dit_run):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "kinema.cli", "train", "dit", "--preset", "smoke", "--vae", str(vae_run / "final"),
+           "--out", str(out), "--quiet"]
+    env = _env()
+    env["KINEMA_TRAIN_DIE_AFTER_CHECKPOINT"] = "2"  # dies like a SIGKILL right after checkpoint 2
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 137, proc.stderr
+    assert [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("step_")] == ["step_00000002"]
+    assert main(cmd[3:] + ["--resume"]) == 0
+    a, b = _steps(dit_run), _steps(out)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    for ra, rb in zip(a, b):
+        assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-5, abs=1e-6)
+        assert ra["lr"] == rb["lr"]
+    for name in ("model", "ema", "optimizer"):
+        wa = load_file(str(dit_run / "checkpoints" / "step_00000004" / f"{name}.safetensors"))
+        wb = load_file(str(out / "checkpoints" / "step_00000004" / f"{name}.safetensors"))
+        assert wa.keys() == wb.keys()
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+
+
+def test_dit_latent_cache(tmp_path, vae_run):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"data": {"latent_cache": True, "latent_cache_batches": 3}, "optim": {"grad_accum": 2}}))
+    out = tmp_path / "run"
+    assert main(["train", "dit", "--preset", "smoke", "--config", str(f), "--vae", str(vae_run / "final"),
+                 "--out", str(out), "--steps", "2", "--quiet"]) == 0
+    manifest = json.loads((out / "latent_cache" / "manifest.json").read_text())
+    assert manifest["count"] == 3 and manifest["shards"]
+    from kinema.data.latent_cache import LatentCache
+
+    cache = LatentCache(out / "latent_cache", seed=0)
+    e = cache.batch(0, 1, 0)
+    assert e["latents"].shape[1] == 4 and len(e["caption"]) == e["latents"].shape[0]
+    assert sorted(cache.order(i) for i in range(3)) == [0, 1, 2]
+    assert (out / "final" / "model_index.json").is_file()
+
+
+def test_world_stream_interleaved_items_are_pure():
+    from kinema.data.world_stream import WorldStream
+
+    ws = WorldStream(buckets=[(32, 32, 5), (48, 32, 1, 3)], batch_size=2, start_index=5, interleave_workers=True,
+                     max_objects=1)
+    first = next(iter(ws))
+    again = WorldStream(buckets=[(32, 32, 5), (48, 32, 1, 3)], batch_size=2, max_objects=1).item(5)
+    assert torch.equal(first["video"], again["video"]) and first["caption"] == again["caption"]
+    assert first["video"].dim() == 5
+
+
+def test_time_limit_stops_exports_and_ends_the_schedule(tmp_path):
+    cfg = tmp_path / "limit.json"
+    cfg.write_text(json.dumps({"time_limit_s": 1.0, "steps": 100000, "checkpoint_every": 100000}))
+    out = tmp_path / "run"
+    assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    steps = _steps(out)
+    assert 0 < steps[-1]["step"] < 100000
+    assert (out / "final" / "config.json").exists()  # exported although the step count was not reached
+    c = resolve("vae", "smoke")
+    c.time_limit_s, c.steps = 10.0, 1000
+    assert lr_at(c, 10, elapsed=10.0) == pytest.approx(c.optim.lr * c.optim.min_lr_ratio)
+    assert lr_at(c, 10, elapsed=0.0) > lr_at(c, 10, elapsed=5.0)
