@@ -41,3 +41,10 @@ def test_batched_buckets_share_one_shape():
     for it in items:
         assert it["video"].ndim == 5 and it["video"].shape[0] == 3
         assert it["video"].shape[1:] in (torch.Size([3, 5, 32, 32]), torch.Size([3, 1, 32, 48]))
+
+
+def test_uint8_stream_carries_the_same_frames():
+    f = _take(WorldStream(seed=4, buckets=[(32, 32, 5)]), 1)[0]["video"]
+    u = _take(WorldStream(seed=4, buckets=[(32, 32, 5)], uint8=True), 1)[0]["video"]
+    assert u.dtype == torch.uint8
+    assert torch.allclose(u.float() / 127.5 - 1.0, f)

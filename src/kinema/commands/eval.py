@@ -30,6 +30,9 @@ def _eval(args) -> int:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     pipe = Pipeline.from_pretrained(args.model, device=device)
     report = run_eval(pipe, args.output, n=args.n, seeds=tuple(range(args.seeds)), steps=args.steps,
                       guidance=args.guidance, batch_size=args.batch_size, workers=args.workers,

@@ -30,12 +30,13 @@ class WorldStream(IterableDataset):
 
     def __init__(self, split: str = "train", seed: int = 0, buckets: Sequence[tuple[int, ...]] = ((128, 128, 25),),
                  fps: float = 12.0, batch_size: int = 1, rank: int = 0, world_size: int = 1, max_objects: int = 3,
-                 start_index: int = 0, interleave_workers: bool = False):
+                 start_index: int = 0, interleave_workers: bool = False, uint8: bool = False):
         super().__init__()
         self.split, self.seed, self.buckets, self.fps = split, seed, [tuple(b) for b in buckets], fps
         self.batch_size, self.rank, self.world_size, self.max_objects = batch_size, rank, world_size, max_objects
         self.start_index = start_index
         self.interleave_workers = interleave_workers
+        self.uint8 = uint8  # yield uint8 [3, T, H, W] frames instead of float (cheaper between processes)
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -63,7 +64,9 @@ class WorldStream(IterableDataset):
         for _ in range(batch_size):
             spec = sample_spec(rng, split=self.split, width=w, height=h, fps=self.fps, num_frames=t,
                                max_objects=self.max_objects)
-            frames = torch.from_numpy(render(spec)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+            frames = torch.from_numpy(render(spec)).permute(3, 0, 1, 2)
+            if not self.uint8:
+                frames = frames.float() / 127.5 - 1.0
             videos.append(frames)
             captions.append(caption(spec, rng))
             specs.append(spec.to_dict())

