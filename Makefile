@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/kinema world sample --n 4 --seed 0 -o out/world
-	$(BIN)/kinema world sheet out/world -o out/world/contact_sheet.png
-	@echo "wrote out/world (MP4 + spec + caption per clip) and out/world/contact_sheet.png"
+	$(BIN)/kinema generate "a large red circle moves right on a navy background" -o out/shot.mp4 \
+	    --contact-sheet out/shot_sheet.png
+	$(BIN)/kinema analyze out/shot.mp4
+	@echo "wrote out/shot.mp4 and out/shot_sheet.png"
 
 # The web page is tested in a real headless Chromium (Debian's package, driven by Playwright).
 browser:

@@ -116,3 +116,16 @@ def test_cli_missing_model_exits_2(tmp_path, capsys):
     rc = main(["generate", PROMPT, "-o", str(tmp_path / "x.mp4"), "--model", str(tmp_path / "none")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "does not exist" in err and len(err.splitlines()) == 1
+
+
+def test_default_model_generates_with_no_model_argument(tmp_path):
+    """The shipped kinema-tiny loads from the package and writes a playable clip + contact sheet."""
+    from kinema.cli import main as cli_main
+
+    out, sheet = tmp_path / "shot.mp4", tmp_path / "sheet.png"
+    assert cli_main(["generate", "a small white square stays still on a gray background", "-o", str(out),
+                     "--steps", "2", "--num-frames", "9", "--quiet", "--contact-sheet", str(sheet)]) == 0
+    v = Video.read(out)
+    assert v.num_frames == 9 and v.size == (128, 128)
+    assert v.metadata["model"] == "kinema-tiny"
+    assert sheet.stat().st_size > 0

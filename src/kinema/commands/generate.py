@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", default=None, choices=("euler", "heun"), help="sampler (default euler)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or timings")
+    p.add_argument("--contact-sheet", default=None, metavar="PNG", help="also write a contact sheet of the result")
     p.set_defaults(func=handler)
 
 
@@ -86,6 +87,8 @@ def handler(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     video.save(out)
     t_write = time.perf_counter() - t0
+    if args.contact_sheet:
+        video.contact_sheet(args.contact_sheet, title=video.metadata.get("prompt"))
     if not args.quiet:
         t = pipe.last_timings
         encode = f"encode {t['encode']:.2f}s " if t.get("encode") else ""
