@@ -108,20 +108,20 @@ class Video:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix in (".mp4", ".mov", ".m4v"):
-            _atomic(path, lambda tmp: self._write_mp4(tmp, crf))
+            atomic_write(path, lambda tmp: self._write_mp4(tmp, crf))
         elif suffix == ".gif":
-            _atomic(path, self._write_gif)
+            atomic_write(path, self._write_gif)
         elif suffix in _IMAGE_SUFFIXES:
             if self.num_frames != 1:
                 raise VideoError(
                     f"{path.name}: an image file holds one frame, this video has {self.num_frames}; "
                     "save to a folder for PNG frames"
                 )
-            _atomic(path, lambda tmp: Image.fromarray(self.frames[0]).save(tmp, format=_pil_format(suffix)))
+            atomic_write(path, lambda tmp: Image.fromarray(self.frames[0]).save(tmp, format=_pil_format(suffix)))
         elif suffix == "":
             path.mkdir(parents=True, exist_ok=True)
             for i, frame in enumerate(self.frames):
-                _atomic(path / f"frame_{i:05d}.png", lambda tmp, f=frame: Image.fromarray(f).save(tmp, format="PNG"))
+                atomic_write(path / f"frame_{i:05d}.png", lambda tmp, f=frame: Image.fromarray(f).save(tmp, format="PNG"))
         else:
             raise VideoError(f"unknown video file type {suffix!r}; use .mp4, .gif, .png or a folder")
         return path
@@ -231,7 +231,7 @@ class Video:
         labels = [f"{i / self.fps:.2f}s" for i in idx]
         sheet = grid_image([self.frames[i] for i in idx], labels, columns=columns, title=title)
         if path is not None:
-            _atomic(Path(path), lambda tmp: sheet.save(tmp, format="PNG"))
+            atomic_write(Path(path), lambda tmp: sheet.save(tmp, format="PNG"))
         return sheet
 
 
@@ -279,7 +279,7 @@ def _fps_fraction(fps: float):
     return Fraction(fps).limit_denominator(1001)
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path), then rename into `path`; no half-written file is ever visible."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)

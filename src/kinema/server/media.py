@@ -6,15 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..video import Video
+from ..video import Video, atomic_write
 from .schemas import ApiError, bad_request
 from .sizes import MAX_SIDE, MIN_SIDE, MULTIPLE
 
@@ -23,19 +21,6 @@ SPRITESHEET = "spritesheet.jpg"
 VIDEO = "video.mp4"
 CONTENT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
 FILES = {"video": VIDEO, "thumbnail": THUMBNAIL, "spritesheet": SPRITESHEET}
-
-
-def atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ----- images ---------------------------------------------------------------------------------
