@@ -1,0 +1,180 @@
+"""The VideoDiT inference fast path (oneDNN matmuls, cached text tensors) equals the reference path.
+
+The reference path is the plain PyTorch code used for training (autograd on) or with
+kinema.models.dit.FAST_INFERENCE off; the fast path runs under no_grad on CPU in float32.
+"""
+
+import pytest
+import torch
+
+import kinema.models.dit as dit
+from kinema.diffusion.sampling import sample
+from kinema.models.dit import DiTConfig, VideoDiT
+
+pytestmark = pytest.mark.skipif(not dit._onednn_available(), reason="this torch build has no oneDNN linear op")
+
+
+def perturbed(model: VideoDiT, seed: int = 0) -> VideoDiT:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.1)
+    return model.eval()
+
+
+def tiny(**kw) -> VideoDiT:
+    d = dict(in_channels=4, hidden_size=48, depth=2, num_heads=2, text_dim=16)
+    d.update(kw)
+    torch.manual_seed(0)
+    return perturbed(VideoDiT(DiTConfig(**d)))
+
+
+def inputs(B, t, h, w, L=6, C=4, text_dim=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, C, t, h, w, generator=g)
+    ts = torch.rand(B, t, generator=g)
+    states = torch.randn(B, L, text_dim, generator=g)
+    mask = torch.zeros(B, L, dtype=torch.bool)
+    mask[:, : L // 2 + 1] = True
+    if B > 1:
+        mask[-1] = False  # a sample without text: zero cross-attention, not NaN
+    return x, ts, states, mask
+
+
+def run(model, *args, fast: bool):
+    old = dit.FAST_INFERENCE
+    dit.FAST_INFERENCE = fast
+    try:
+        with torch.no_grad():
+            return model(*args)
+    finally:
+        dit.FAST_INFERENCE = old
+
+
+@pytest.mark.parametrize("kw", [{}, {"qk_norm": False}, {"num_heads": 4, "hidden_size": 48},
+                                 {"patch_size": (2, 2, 2), "in_channels": 4}])
+@pytest.mark.parametrize("B,grid", [(1, (1, 2, 2)), (2, (3, 4, 6)), (3, (2, 8, 2))])
+def test_fast_path_equals_reference(kw, B, grid):
+    model = tiny(**kw)
+    t = grid[0] * (2 if kw.get("patch_size", (1,))[0] == 2 else 1)
+    x, ts, s, m = inputs(B, t, grid[1], grid[2])
+    ref = run(model, x, ts, s, m, fast=False)
+    model._text_cache = None
+    out = run(model, x, ts, s, m, fast=True)
+    assert torch.isfinite(out).all()
+    assert (out - ref).abs().max().item() < 1e-5
+    if B > 1:  # the text-less sample gets the reference's answer too (zero cross-attention)
+        assert (out[-1] - ref[-1]).abs().max().item() < 1e-5
+
+
+def test_fast_path_is_taken_only_without_autograd(monkeypatch):
+    model = tiny()
+    x, ts, s, m = inputs(2, 2, 4, 4)
+    calls = []
+    real = VideoDiT._forward_fast
+    monkeypatch.setattr(VideoDiT, "_forward_fast", lambda self, *a: calls.append(1) or real(self, *a))
+    with torch.no_grad():
+        model(x, ts, s, m)
+    assert calls == [1]
+    y = model(x, ts, s, m)  # autograd on: the reference path, with gradients
+    assert calls == [1] and y.requires_grad
+
+
+def test_text_cache_reused_and_equal_to_uncached():
+    model = tiny()
+    x, ts, s, m = inputs(2, 3, 4, 4)
+    model._text_cache = None
+    first = run(model, x, ts, s, m, fast=True)
+    cached = model._text_cache
+    assert cached is not None and cached[0] is s and cached[1] is m
+    second = run(model, x, ts, s, m, fast=True)  # same text tensors: cache hit
+    assert model._text_cache is cached
+    assert torch.equal(first, second)
+    # a different timestep (the next sampling step) with the cache equals a fresh computation
+    ts2 = ts * 0.5
+    hit = run(model, x, ts2, s, m, fast=True)
+    assert model._text_cache is cached
+    model._text_cache = None
+    miss = run(model, x, ts2, s, m, fast=True)
+    assert torch.equal(hit, miss)
+
+
+def test_text_cache_invalidated_by_in_place_changes():
+    model = tiny()
+    x, ts, s, m = inputs(2, 2, 4, 4)
+    run(model, x, ts, s, m, fast=True)
+    with torch.no_grad():
+        s.mul_(-1.5)  # the caller edits its text tensor in place
+    out = run(model, x, ts, s, m, fast=True)
+    assert (out - run(model, x, ts, s, m, fast=False)).abs().max() < 1e-5
+    m[0, -1] = True  # ... or its mask
+    out = run(model, x, ts, s, m, fast=True)
+    assert (out - run(model, x, ts, s, m, fast=False)).abs().max() < 1e-5
+    with torch.no_grad():  # weights change (a training step, EMA, load_state_dict)
+        model.blocks[0].cross.kv.weight.mul_(0.5)
+        model.text_proj[0].bias.add_(0.3)
+    out = run(model, x, ts, s, m, fast=True)
+    assert (out - run(model, x, ts, s, m, fast=False)).abs().max() < 1e-5
+    other = tiny()
+    perturbed(other, seed=3)
+    model.load_state_dict(other.state_dict())
+    out = run(model, x, ts, s, m, fast=True)
+    assert (out - run(other, x, ts, s, m, fast=False)).abs().max() < 1e-5
+
+
+def test_inference_mode_tensors_are_not_cached():
+    model = tiny()
+    x, ts, s, m = inputs(2, 2, 4, 4)
+    ref = run(model, x, ts, s, m, fast=False)
+    with torch.inference_mode():
+        s2, m2 = s.clone(), m.clone()
+        out = model(x, ts, s2, m2)
+        s2.mul_(2.0)  # inference tensors have no version counter: nothing may be reused
+        out2 = model(x, ts, s2, m2)
+    assert (out - ref).abs().max() < 1e-5
+    s3 = s * 2.0
+    assert (out2 - run(model, x, ts, s3, m, fast=False)).abs().max() < 1e-5
+
+
+def test_sampling_with_cache_equals_reference():
+    model = tiny(in_channels=4)
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(1, 4, 3, 4, 4, generator=g)
+    s = torch.randn(1, 6, 16, generator=g)
+    m = torch.ones(1, 6, dtype=torch.bool)
+    us, um = torch.zeros(1, 1, 16), torch.ones(1, 1, dtype=torch.bool)
+    out = {}
+    for fast in (False, True):
+        dit.FAST_INFERENCE = fast
+        try:
+            out[fast] = sample(model, noise, s, m, uncond_states=us, uncond_mask=um, guidance=4.0, steps=6)
+        finally:
+            dit.FAST_INFERENCE = True
+    assert (out[True] - out[False]).abs().max() < 1e-4
+
+
+def test_probe_leaves_the_global_random_stream_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    dit._ONEDNN_OK = None
+    assert dit._onednn_available()
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_shipped_model_fast_equals_reference():
+    from kinema.pipeline import DEFAULT_MODEL_DIR, _load_component
+
+    if not (DEFAULT_MODEL_DIR / "transformer" / "config.json").is_file():
+        pytest.skip("the shipped model is not in this build")
+    model = _load_component(DEFAULT_MODEL_DIR, "transformer", DiTConfig, VideoDiT)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 7, 16, 16, generator=g)
+    ts = torch.rand(2, 7, generator=g)
+    s = torch.randn(2, 32, 384, generator=g)
+    m = torch.zeros(2, 32, dtype=torch.bool)
+    m[0, :12] = True
+    m[1, :1] = True
+    ref = run(model, x, ts, s, m, fast=False)
+    out = run(model, x, ts, s, m, fast=True)
+    assert (out - ref).abs().max().item() < 1e-4
