@@ -27,14 +27,14 @@ from __future__ import annotations
 import math
 import os
 import platform
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .vae import ConfigError
+from .vae import ConfigError, check_config_keys
 
 
 @dataclass
@@ -74,14 +74,7 @@ class DiTConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DiTConfig":
-        if not isinstance(d, dict):
-            raise ConfigError(f"DiTConfig.from_dict expects a dict, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(k for k in d if k not in known)
-        if unknown:
-            raise ConfigError(
-                f"unknown key {unknown[0]!r} in DiTConfig (known keys: {', '.join(sorted(known))})"
-            )
+        check_config_keys(cls, d)
         return cls(**d)
 
 

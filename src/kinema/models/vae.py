@@ -40,7 +40,8 @@ class ConfigError(KinemaError, ValueError):
     """A model configuration that cannot be used; the message names the key or value."""
 
 
-def _check_keys(cls, d: dict) -> None:
+def check_config_keys(cls, d: dict) -> None:
+    """Refuse a non-dict or a key the config dataclass `cls` does not have, naming it."""
     if not isinstance(d, dict):
         raise ConfigError(f"{cls.__name__}.from_dict expects a dict, got {type(d).__name__}")
     known = {f.name for f in fields(cls)}
@@ -108,7 +109,7 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VAEConfig":
-        _check_keys(cls, d)
+        check_config_keys(cls, d)
         return cls(**d)
 
 
