@@ -517,6 +517,17 @@ class Pipeline:
         states, mask = self.text_encoder.encode(list(prompts))
         return states.to(self.device, torch.float32), mask.to(self.device)
 
+    def _sampling_settings(self, size, steps, guidance, sampler) -> tuple[int, int, int, float, str]:
+        """The request's size, steps, guidance and sampler, defaults from the config, checked."""
+        cfg = self.config
+        width, height = parse_size(cfg["size"] if size is None else size)
+        steps = _check_int(cfg["steps"] if steps is None else steps, "steps", 1, 1000)
+        guidance = _check_float(cfg["guidance"] if guidance is None else guidance, "guidance", 0.0, 100.0)
+        sampler = (cfg["sampler"] if sampler is None else str(sampler)).lower()
+        if sampler not in SAMPLERS:
+            raise KinemaError(f"sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+        return width, height, steps, guidance, sampler
+
     # ----- generation -------------------------------------------------------------------------
     def generate(self, prompt: str, *, seconds: float | None = None, num_frames: int | None = None,
                  size: str | tuple[int, int] | None = None, fps: float | None = None, steps: int | None = None,
@@ -533,12 +544,7 @@ class Pipeline:
         cfg = self.config
         prompt = _check_prompt(prompt, "prompt")
         negative = _check_prompt(negative_prompt, "negative prompt", allow_empty=True) if negative_prompt else ""
-        width, height = parse_size(cfg["size"] if size is None else size)
-        steps = _check_int(cfg["steps"] if steps is None else steps, "steps", 1, 1000)
-        guidance = _check_float(cfg["guidance"] if guidance is None else guidance, "guidance", 0.0, 100.0)
-        sampler = (cfg["sampler"] if sampler is None else str(sampler)).lower()
-        if sampler not in SAMPLERS:
-            raise KinemaError(f"sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+        width, height, steps, guidance, sampler = self._sampling_settings(size, steps, guidance, sampler)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
             raise KinemaError(f"seed must be a whole number from 0 to 2**63-1, got {seed!r}")
         strength = _check_float(cfg["strength"] if strength is None else strength, "strength", 0.0, 1.0)
@@ -639,10 +645,7 @@ class Pipeline:
         cfg = self.config
         prompts = [_check_prompt(p, "prompt") for p in prompts]
         negative = _check_prompt(negative_prompt, "negative prompt", allow_empty=True) if negative_prompt else ""
-        width, height = parse_size(cfg["size"] if size is None else size)
-        steps = _check_int(cfg["steps"] if steps is None else steps, "steps", 1, 1000)
-        guidance = _check_float(cfg["guidance"] if guidance is None else guidance, "guidance", 0.0, 100.0)
-        sampler = (cfg["sampler"] if sampler is None else str(sampler)).lower()
+        width, height, steps, guidance, sampler = self._sampling_settings(size, steps, guidance, sampler)
         fps = _check_float(cfg["fps"] if fps is None else fps, "fps", 1.0, 240.0)
         count = self._frame_count("t2v", seconds, num_frames, fps, None)
         run = _Run(self, width, height, steps, guidance, sampler, 0)

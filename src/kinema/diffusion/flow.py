@@ -13,10 +13,8 @@ one model does text->video, image->video, extension, connection and loops.
 
 from __future__ import annotations
 
-import math
 
 import torch
-import torch.nn.functional as F
 
 __all__ = [
     "add_noise",

@@ -11,7 +11,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from ..video import grid_image
 from ..world.analyze import analyze_frames
