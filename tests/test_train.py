@@ -214,3 +214,35 @@ def test_time_limit_stops_exports_and_ends_the_schedule(tmp_path):
     c.time_limit_s, c.steps = 10.0, 1000
     assert lr_at(c, 10, elapsed=10.0) == pytest.approx(c.optim.lr * c.optim.min_lr_ratio)
     assert lr_at(c, 10, elapsed=0.0) > lr_at(c, 10, elapsed=5.0)
+
+
+def test_init_starts_from_given_weights(tmp_path, dit_run):
+    cfg = tmp_path / "init.json"
+    cfg.write_text(json.dumps({"init": str(dit_run / "final"), "steps": 1, "ema_decay": 0.0,
+                               "optim": {"lr": 1e-12, "warmup_steps": 0}}))
+    out = tmp_path / "tuned"
+    vae = dit_run / "final" / "vae"
+    assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", str(vae), "--out", str(out),
+                 "--quiet"]) == 0
+    name = "transformer/diffusion_pytorch_model.safetensors"
+    start, tuned = load_file(str(dit_run / "final" / name)), load_file(str(out / "final" / name))
+    assert all(torch.allclose(start[k], tuned[k], atol=1e-6) for k in start)
+    # without init the same one step starts from random weights instead
+    fresh_cfg = tmp_path / "fresh.json"
+    fresh_cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "init": ""}))
+    assert main(["train", "dit", "--preset", "smoke", "--config", str(fresh_cfg), "--vae", str(vae),
+                 "--out", str(tmp_path / "fresh"), "--quiet"]) == 0
+    fresh = load_file(str(tmp_path / "fresh" / "final" / name))
+    assert not all(torch.allclose(start[k], fresh[k], atol=1e-6) for k in start)
+
+
+def test_init_that_does_not_fit_is_a_clear_error(tmp_path, capsys, vae_run, dit_run):
+    vae = str(dit_run / "final" / "vae")
+    for init, named in ((vae_run / "final", "not the transformer weights the dit stage needs"),
+                        (dit_run / "final", "do not fit")):
+        cfg = tmp_path / "init.json"
+        cfg.write_text(json.dumps({"init": str(init), "model": {"hidden_size": 64}}))
+        rc = main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", vae,
+                   "--out", str(tmp_path / f"o{len(named)}"), "--quiet"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and named in err, err

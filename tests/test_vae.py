@@ -160,3 +160,20 @@ def test_tiny_vae_overfits_one_clip():
         final = (torch.nn.functional.mse_loss(rec, x) + torch.nn.functional.l1_loss(rec, x)).item()
     assert z.shape == (1, 4, 2, 2, 2)
     assert final < 0.2 * first, (first, final)
+
+
+def test_motion_and_edge_loss_terms_add_l1_of_differences(vae):
+    vae.eval()  # posterior mean: the same reconstruction every call
+    torch.manual_seed(3)
+    x = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        base = vae.loss(x)["loss"]
+        rec = vae.decode(vae.encode(x))
+        motion = torch.nn.functional.l1_loss(rec.diff(dim=2), x.diff(dim=2))
+        edge = (torch.nn.functional.l1_loss(rec.diff(dim=3), x.diff(dim=3))
+                + torch.nn.functional.l1_loss(rec.diff(dim=4), x.diff(dim=4)))
+        assert float(motion) > 0 and float(edge) > 0
+        assert vae.loss(x, motion_weight=2.0)["loss"] == pytest.approx(float(base + 2.0 * motion), rel=1e-5)
+        assert vae.loss(x, edge_weight=0.5)["loss"] == pytest.approx(float(base + 0.5 * edge), rel=1e-5)
+        still = x[:, :, :1]
+        assert vae.loss(still, motion_weight=2.0)["loss"] == pytest.approx(float(vae.loss(still)["loss"]))

@@ -438,14 +438,26 @@ class CausalVideoVAE(nn.Module):
             z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
         return self.decoder(z), self.normalize(mean)
 
-    def loss(self, x: Tensor, kl_weight: float = 1e-4) -> dict[str, Tensor]:
-        """dict(loss, recon, reg): recon = MSE + L1 on pixels, reg = mean KL to N(0, 1)."""
+    def loss(self, x: Tensor, kl_weight: float = 1e-4, motion_weight: float = 0.0,
+             edge_weight: float = 0.0) -> dict[str, Tensor]:
+        """dict(loss, recon, reg): recon = MSE + L1 on pixels, plus L1 on frame-to-frame differences
+        (`motion_weight`) and on horizontal/vertical pixel differences (`edge_weight`); reg = mean
+        KL to N(0, 1).
+
+        The difference terms exist because on mostly-flat frames a pixel loss is dominated by the
+        background: a blurred or ghosting moving object costs little, yet it is what a viewer (and
+        the analyzer) sees first."""
         mean, logvar = self.posterior(x)
         z = mean
         if self.training:
             z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
         rec = self.decoder(z)
         recon = F.mse_loss(rec, x) + F.l1_loss(rec, x)
+        if motion_weight > 0 and x.shape[2] > 1:
+            recon = recon + motion_weight * F.l1_loss(rec.diff(dim=2), x.diff(dim=2))
+        if edge_weight > 0:
+            recon = recon + edge_weight * (F.l1_loss(rec.diff(dim=3), x.diff(dim=3))
+                                           + F.l1_loss(rec.diff(dim=4), x.diff(dim=4)))
         reg = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
         return {"loss": recon + kl_weight * reg, "recon": recon, "reg": reg}
 

@@ -72,20 +72,19 @@ class VAETrainModule(nn.Module):
     (the wrappers' hooks see it). mode: "loss" -> (loss, None); "recon" -> reconstruction from the
     posterior mean; "raw" -> raw (unnormalised) latents."""
 
-    def __init__(self, vae, kl_weight: float = 1e-4):
+    def __init__(self, vae, kl_weight: float = 1e-4, motion_weight: float = 0.0, edge_weight: float = 0.0):
         super().__init__()
         self.vae = vae
         self.kl_weight = kl_weight
+        self.motion_weight = motion_weight
+        self.edge_weight = edge_weight
 
     def forward(self, x: torch.Tensor, mode: str = "loss"):
         vae = self.vae
         if mode == "loss":
             if hasattr(vae, "loss"):
-                try:
-                    out = vae.loss(x, kl_weight=self.kl_weight)
-                except TypeError:
-                    out = vae.loss(x)
-                return out["loss"]
+                return vae.loss(x, kl_weight=self.kl_weight, motion_weight=self.motion_weight,
+                                edge_weight=self.edge_weight)["loss"]
             recon, _ = vae(x)
             return F.mse_loss(recon.float(), x.float()) + F.l1_loss(recon.float(), x.float())
         if mode == "recon":
@@ -108,6 +107,37 @@ def dit_config(model: dict, latent_channels: int, text_dim: int | None = None):
     if text_dim is not None:
         d["text_dim"] = text_dim
     return DiTConfig.from_dict(d)
+
+
+def init_state_dict(stage: str, path: str | os.PathLike, model: nn.Module) -> dict:
+    """The weights to fine-tune from: a pipeline folder, or its vae/ (vae stage) or transformer/
+    (dit stage) folder. They must fit `model` exactly; a mismatch is an error naming the tensors."""
+    from ..models.dit import DiTConfig, VideoDiT
+    from ..pipeline import _load_component
+
+    comp_name = "vae" if stage == "vae" else "transformer"
+    folder = Path(path).expanduser()
+    if (folder / comp_name / CONFIG_NAME).is_file():
+        folder = folder / comp_name
+    if not (folder / CONFIG_NAME).is_file():
+        raise KinemaError(f"init {path}: not a pipeline folder nor a {comp_name} folder (no {CONFIG_NAME})")
+    try:
+        if stage == "vae":
+            loaded = load_vae(folder)
+        else:
+            loaded = _load_component(folder.parent, folder.name, DiTConfig, VideoDiT)
+    except KinemaError as exc:
+        raise KinemaError(f"init {folder}: not the {comp_name} weights the {stage} stage needs ({exc})") from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in loaded.state_dict().items()}
+    expected = model.state_dict()
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    missing = [k for k in expected if k not in state]
+    if wrong or missing:
+        raise KinemaError(f"init {folder}: the weights do not fit this run's model config ("
+                          + "; ".join(([f"shape {w}" for w in wrong[:3]]) + [f"missing {m}" for m in missing[:3]])
+                          + "): use the same model fields as the run that made them")
+    return state
 
 
 def build_dit(cfg):

@@ -61,11 +61,15 @@ class TrainConfig:
     parallel: str = "ddp"              # ddp | fsdp (under torchrun)
     compile: bool = False              # torch.compile the trained model
     ema_decay: float = 0.0             # 0 = no EMA; dit exports the EMA weights
+    init: str = ""                     # start from these weights (a pipeline folder or its vae/ / transformer/):
+                                       # fine-tuning; the model config must match them. Ignored on --resume
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 10
     # vae
     kl_weight: float = 1e-4            # loss = MSE + L1 + kl_weight * KL(posterior || N(0, 1))
+    motion_loss_weight: float = 0.0    # + this * L1 of frame-to-frame differences (sharp moving objects)
+    edge_loss_weight: float = 0.0      # + this * L1 of neighbouring-pixel differences (sharp edges)
     latent_stats_batches: int = 8      # batches for the per-channel latent mean/std at the end
     # dit
     vae: str = ""                      # VAE export folder (OUT/final of a vae run); "" = random (smoke only)
@@ -134,7 +138,7 @@ def _tiny_vae() -> TrainConfig:
         optim=OptimConfig(lr=5e-4, warmup_steps=500, batch_size=8, weight_decay=0.01, betas=[0.9, 0.99]),
         data=DataConfig(buckets=_TINY_VAE_BUCKETS, num_workers=2),
         steps=20_000, ema_decay=0.0, checkpoint_every=1000, keep_checkpoints=3, log_every=25,
-        latent_stats_batches=16,
+        latent_stats_batches=16, motion_loss_weight=1.0, edge_loss_weight=0.5,
     )
 
 
@@ -273,6 +277,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.data.latent_cache_batches >= 1, "data.latent_cache_batches: must be at least 1")
     need(cfg.latent_stats_batches >= 1, "latent_stats_batches: must be at least 1")
     need(cfg.kl_weight >= 0, "kl_weight: must be >= 0")
+    need(cfg.motion_loss_weight >= 0, "motion_loss_weight: must be >= 0")
+    need(cfg.edge_loss_weight >= 0, "edge_loss_weight: must be >= 0")
     parse_buckets(cfg.data.buckets)
     if cfg.pipeline:
         from ..pipeline import DEFAULT_CONFIG

@@ -164,7 +164,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the same initial weights in every process
         if cfg.stage == "vae":
             self.vae = comp.build_vae(cfg.model)
-            self.raw = comp.VAETrainModule(self.vae, kl_weight=cfg.kl_weight).to(dev)
+            self.raw = comp.VAETrainModule(self.vae, kl_weight=cfg.kl_weight, motion_weight=cfg.motion_loss_weight,
+                                           edge_weight=cfg.edge_loss_weight).to(dev)
         else:
             if cfg.vae:
                 self.vae_cpu = comp.load_vae(cfg.vae)
@@ -188,6 +189,10 @@ class Trainer:
             self.dit_cfg = comp.dit_config(cfg.model, self.vae_cpu.config.latent_channels, tdim)
             torch.manual_seed(cfg.seed)
             self.raw = comp.build_dit(self.dit_cfg).to(dev)
+        if cfg.init and not self.resume:
+            target = self.vae if cfg.stage == "vae" else self.raw
+            target.load_state_dict(comp.init_state_dict(cfg.stage, cfg.init, target))
+            self.log(f"kinema train: starting from the weights in {cfg.init}")
         if cfg.ema_decay > 0:
             self.ema = EMA(self.raw, cfg.ema_decay)
         if cfg.compile:
