@@ -195,7 +195,7 @@ class ToPoint(torch.nn.Module):
         return (x - self.c.expand_as(x)) / tt
 
 
-@pytest.mark.parametrize("sampler", ["euler", "heun"])
+@pytest.mark.parametrize("sampler", ["euler", "heun", "multistep"])
 def test_sampler_integrates_the_flow_and_keeps_given_frames(sampler):
     g = torch.Generator().manual_seed(0)
     c = torch.randn(1, 2, 4, 2, 2, generator=g)
@@ -213,6 +213,32 @@ def test_sampler_integrates_the_flow_and_keeps_given_frames(sampler):
     assert torch.equal(out[:, :, 0], cond[:, :, 0]) and torch.equal(out[:, :, 3], cond[:, :, 3])
     assert torch.allclose(out[:, :, 1:3], c[:, :, 1:3], atol=1e-5)
     assert steps_seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_second_order_samplers_follow_a_curved_flow_closer_than_euler():
+    class Exponential(torch.nn.Module):
+        """dx/dt = x: integrating from t = 1 to 0 multiplies x by exp(-1)."""
+
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x, t, states, mask):
+            self.calls += 1
+            return x
+
+    x1 = torch.randn(1, 2, 3, 2, 2, generator=torch.Generator().manual_seed(1))
+    exact = x1 * math.exp(-1.0)
+    states, mask = torch.zeros(1, 3, 8), torch.ones(1, 3, dtype=torch.bool)
+    errors, calls = {}, {}
+    for sampler in ("euler", "heun", "multistep"):
+        model = Exponential()
+        out = sample(model, x1, states, mask, steps=6, shift=3.0, sampler=sampler, guidance=1.0)
+        errors[sampler] = float((out - exact).abs().max())
+        calls[sampler] = model.calls
+    assert calls == {"euler": 6, "heun": 11, "multistep": 6}
+    assert errors["multistep"] < 0.25 * errors["euler"], errors
+    assert errors["heun"] < errors["euler"], errors
 
 
 def test_sampler_guidance_batches_cond_and_uncond():

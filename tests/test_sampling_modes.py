@@ -181,8 +181,9 @@ def test_long_backward_extension(pipe):
     assert len(given_kept(windows)) >= 2
 
 
-def test_heun_sampler(pipe):
+@pytest.mark.parametrize("sampler", ["heun", "multistep"])
+def test_second_order_samplers(pipe, sampler):
     euler = pipe.generate(PROMPT, num_frames=5, size=SIZE, progress=False)
-    heun = pipe.generate(PROMPT, num_frames=5, size=SIZE, sampler="heun", progress=False)
-    assert heun.num_frames == 5 and heun.metadata["sampler"] == "heun"
-    assert not np.array_equal(euler.frames, heun.frames)
+    other = pipe.generate(PROMPT, num_frames=5, size=SIZE, sampler=sampler, progress=False)
+    assert other.num_frames == 5 and other.metadata["sampler"] == sampler
+    assert not np.array_equal(euler.frames, other.frames)

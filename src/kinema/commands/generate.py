@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strength", type=float, default=None, help="edit strength in (0, 1] (default 0.6)")
     p.add_argument("--loop", action="store_true", help="make a seamless loop")
     p.add_argument("--model", default=None, help="saved model folder (default: the shipped kinema-tiny)")
-    p.add_argument("--sampler", default=None, choices=("euler", "heun"), help="sampler (default euler)")
+    p.add_argument("--sampler", default=None, choices=("euler", "heun", "multistep"), help="sampler (default euler; multistep: second order at one call per step)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or timings")
     p.add_argument("--contact-sheet", default=None, metavar="PNG", help="also write a contact sheet of the result")

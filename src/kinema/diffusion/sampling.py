@@ -1,4 +1,5 @@
-"""Sampling the rectified flow: Euler and Heun, classifier-free guidance, frame conditioning.
+"""Sampling the rectified flow: Euler, Heun and a two-step multistep method, classifier-free
+guidance, frame conditioning.
 
 The sampler integrates dx/dt = v(x_t, t) from t = 1 (noise) down to t = 0. Every latent frame has
 its own timestep: frames the caller gives (cond_mask True) are set to their latents, fed to the
@@ -18,7 +19,7 @@ from .flow import add_noise, time_shift
 
 __all__ = ["timestep_schedule", "edit_schedule", "sample", "SAMPLERS"]
 
-SAMPLERS = ("euler", "heun")
+SAMPLERS = ("euler", "heun", "multistep")
 
 
 def timestep_schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
@@ -76,6 +77,9 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
     - Edit: with `init_latents` and start_t < 1 the sampler starts from init noised to start_t
       and follows the schedule from there.
     - `progress(step, total)` is called after each step (step counts from 1).
+    - Samplers: "euler" (one network call per step), "heun" (two: second order), "multistep"
+      (one call per step, second order: the Adams-Bashforth step for uneven steps, reusing the
+      previous step's velocity, so it is about as accurate as Heun at half the cost).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -138,11 +142,17 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
     schedule = edit_schedule(steps, shift, float(start_t)).tolist()
     total = len(schedule) - 1
     x = keep_given(x)
+    v_prev, dt_prev = None, 0.0
     for i in range(total):
         t_cur, t_next = schedule[i], schedule[i + 1]
         dt = t_next - t_cur
         v = velocity(x, t_cur)
-        x_next = x + dt * v
+        if sampler == "multistep" and v_prev is not None:
+            r = dt / (2.0 * dt_prev)
+            x_next = x + dt * ((1.0 + r) * v - r * v_prev)
+        else:
+            x_next = x + dt * v
+        v_prev, dt_prev = v, dt
         if sampler == "heun" and t_next > 0.0:
             v2 = velocity(keep_given(x_next), t_next)
             x_next = x + dt * 0.5 * (v + v2)
