@@ -97,3 +97,14 @@ def test_ffprobe_free_player_check_decodes_every_frame(tmp_path):
     with av.open(str(path)) as c:
         n = sum(1 for _ in c.decode(video=0))
     assert n == 13
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        Video(np.zeros((5, 16, 16, 3), np.uint8), fps=12).save(tmp_path / "clip.mp4")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "clip.mp4").stat().st_mode & 0o777 == 0o644

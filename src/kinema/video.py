@@ -279,6 +279,12 @@ def _fps_fraction(fps: float):
     return Fraction(fps).limit_denominator(1001)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path), then rename into `path`; no half-written file is ever visible."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -286,6 +292,7 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,0 +1,34 @@
+"""A `kinema eval` report's rows restricted to its first N prompts per category and split.
+
+The benchmark's prompt sets are nested (prompt i is the same for every n > i), so this compares a
+large run with a smaller one on the very same prompts:
+
+    python benchmarks/report_subset.py benchmarks/results/kinema-tiny-v0/samples.jsonl.gz 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("samples", help="samples.jsonl or samples.jsonl.gz of a kinema eval report")
+    ap.add_argument("n", type=int, help="prompts per category and split to keep")
+    args = ap.parse_args()
+
+    from kinema.eval.run import markdown, summarize
+
+    opener = gzip.open if args.samples.endswith(".gz") else open
+    with opener(args.samples, "rt", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    kept = [r for r in records if r["index"] < args.n]
+    seeds = sorted({r["seed"] for r in kept})
+    report = summarize(kept, n=args.n, seeds=seeds, elapsed=0.0, model=f"{args.samples}, first {args.n} prompts")
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
