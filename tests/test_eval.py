@@ -63,3 +63,19 @@ def test_wilson_interval():
 
 def test_categories_cover_design_table():
     assert set(CATEGORIES) == {"single", "count", "relation", "binding", "static"}
+
+
+def test_sampler_and_steps_reach_the_pipeline_and_the_report(tmp_path):
+    items = benchmark_items(1, num_frames=5)
+    seen = []
+
+    class Recording(Oracle):
+        def generate(self, prompt, **kw):
+            seen.append((kw.get("sampler"), kw.get("steps")))
+            return super().generate(prompt, **kw)
+
+    report = run_eval(Recording(items), tmp_path, n=1, seeds=(0,), steps=7, sampler="multistep", workers=1,
+                      progress=False, size_kwargs={"num_frames": 5})
+    assert seen and set(seen) == {("multistep", 7)}
+    assert report["meta"]["sampler"] == "multistep"
+    assert "sampler multistep" in (tmp_path / "report.md").read_text()

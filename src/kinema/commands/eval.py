@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=2, help="seeds per prompt (default 2)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--sampler", choices=("euler", "heun", "multistep"), default=None,
+                   help="sampler (default: the model's, euler)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=None, help="analyzer processes")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -35,7 +37,7 @@ def _eval(args) -> int:
         torch.backends.cudnn.allow_tf32 = True
     pipe = Pipeline.from_pretrained(args.model, device=device)
     report = run_eval(pipe, args.output, n=args.n, seeds=tuple(range(args.seeds)), steps=args.steps,
-                      guidance=args.guidance, batch_size=args.batch_size, workers=args.workers,
+                      guidance=args.guidance, sampler=args.sampler, batch_size=args.batch_size, workers=args.workers,
                       model_name=args.model or "kinema-tiny")
     from ..eval.run import markdown
 
