@@ -97,6 +97,20 @@ def test_save_over_an_existing_folder(pipe, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
+def test_saved_folder_gets_the_usual_permissions(pipe, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        target = pipe.save_pretrained(tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o755
+    files = [p for p in target.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in files)  # safetensors itself writes 0600
+    assert {p.stat().st_mode & 0o777 for p in files} == {0o644}
+
+
 def _copy(saved, tmp_path):
     import shutil
 

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from .diffusion.flow import num_tokens_for, shift_for_tokens
 from .diffusion.sampling import SAMPLERS, edit_schedule, sample
 from .errors import KinemaError
+from .files import give_usual_permissions
 from .video import Video, VideoError
 
 __all__ = ["Pipeline", "load_pipeline", "DEFAULT_CONFIG", "parse_size"]
@@ -476,7 +477,6 @@ class Pipeline:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
         try:
-            os.chmod(tmp, 0o755)
             index = {
                 "_class_name": "KinemaPipeline",
                 "_kinema_version": __version__,
@@ -500,6 +500,7 @@ class Pipeline:
             (tmp / "text_encoder").mkdir()
             te_cfg = _config_dict(self.text_encoder.config) if hasattr(self.text_encoder, "config") else {}
             _write_json(tmp / "text_encoder" / "config.json", te_cfg)
+            give_usual_permissions(tmp)
             if path.exists():
                 old = path.with_name(f".{path.name}.old-{os.getpid()}")
                 os.rename(path, old)

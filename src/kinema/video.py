@@ -8,11 +8,11 @@ true size is stored in the file's metadata, which `Video.read` uses to crop the 
 from __future__ import annotations
 
 from .errors import KinemaError
+from .files import atomic_write
 
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -277,24 +277,3 @@ def _fps_fraction(fps: float):
     from fractions import Fraction
 
     return Fraction(fps).limit_denominator(1001)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename into `path`; no half-written file is ever visible."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..video import Video, atomic_write
+from ..files import atomic_write
+from ..video import Video
 from .schemas import ApiError, bad_request
 from .sizes import MAX_SIDE, MIN_SIDE, MULTIPLE
 

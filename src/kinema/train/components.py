@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import KinemaError
+from ..files import give_usual_permissions
 
 VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"
 CONFIG_NAME = "config.json"
@@ -187,24 +188,12 @@ def replace_dir(final: Path, write) -> Path:
     shutil.rmtree(old, ignore_errors=True)
     tmp.mkdir()
     write(tmp)
-    _readable(tmp)
+    give_usual_permissions(tmp)
     if final.exists():
         os.rename(final, old)
     os.rename(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def _readable(folder: Path) -> None:
-    """Files as the umask allows (some writers create them 0600 through a temporary file)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for root, _, files in os.walk(folder):
-        for name in files:
-            try:
-                os.chmod(os.path.join(root, name), 0o666 & ~mask)
-            except OSError:
-                pass
 
 
 def param_checksum(module: nn.Module) -> float:
