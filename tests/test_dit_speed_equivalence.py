@@ -11,15 +11,13 @@ import kinema.models.dit as dit
 from kinema.diffusion.sampling import sample
 from kinema.models.dit import DiTConfig, VideoDiT
 
+import test_dit as dit_test_helpers  # the transformer tests' random weights and inputs
+
 pytestmark = pytest.mark.skipif(not dit._onednn_available(), reason="this torch build has no oneDNN linear op")
 
 
 def perturbed(model: VideoDiT, seed: int = 0) -> VideoDiT:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.1)
-    return model.eval()
+    return dit_test_helpers.perturbed(model, seed).eval()
 
 
 def tiny(**kw) -> VideoDiT:
@@ -29,13 +27,8 @@ def tiny(**kw) -> VideoDiT:
     return perturbed(VideoDiT(DiTConfig(**d)))
 
 
-def inputs(B, t, h, w, L=6, C=4, text_dim=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(B, C, t, h, w, generator=g)
-    ts = torch.rand(B, t, generator=g)
-    states = torch.randn(B, L, text_dim, generator=g)
-    mask = torch.zeros(B, L, dtype=torch.bool)
-    mask[:, : L // 2 + 1] = True
+def inputs(B, t, h, w, **kw):
+    x, ts, states, mask = dit_test_helpers.inputs(B, t, h, w, **kw)
     if B > 1:
         mask[-1] = False  # a sample without text: zero cross-attention, not NaN
     return x, ts, states, mask

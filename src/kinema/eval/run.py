@@ -50,9 +50,7 @@ def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batc
         chunk = jobs[start:start + (batch_size if batched else 1)]
         first = chunk[0][0].spec
         kwargs = dict(num_frames=first.num_frames, size=f"{first.width}x{first.height}", fps=first.fps,
-                      steps=steps, guidance=guidance)
-        if sampler is not None:
-            kwargs["sampler"] = sampler
+                      steps=steps, guidance=guidance, sampler=sampler)
         if batched:
             videos = pipe.generate_batch([it.prompt for it, _ in chunk], seeds=[s for _, s in chunk],
                                          progress=False, **kwargs)

@@ -114,22 +114,20 @@ def init_state_dict(stage: str, path: str | os.PathLike, model: nn.Module) -> di
     """The weights to fine-tune from: a pipeline folder, or its vae/ (vae stage) or transformer/
     (dit stage) folder. They must fit `model` exactly; a mismatch is an error naming the tensors."""
     from ..models.dit import DiTConfig, VideoDiT
+    from ..models.vae import CausalVideoVAE, VAEConfig
     from ..pipeline import _load_component
 
-    comp_name = "vae" if stage == "vae" else "transformer"
+    comp_name, config_cls, model_cls = (("vae", VAEConfig, CausalVideoVAE) if stage == "vae"
+                                        else ("transformer", DiTConfig, VideoDiT))
     folder = Path(path).expanduser()
     if (folder / comp_name / CONFIG_NAME).is_file():
         folder = folder / comp_name
     if not (folder / CONFIG_NAME).is_file():
         raise KinemaError(f"init {path}: not a pipeline folder nor a {comp_name} folder (no {CONFIG_NAME})")
     try:
-        if stage == "vae":
-            loaded = load_vae(folder)
-        else:
-            loaded = _load_component(folder.parent, folder.name, DiTConfig, VideoDiT)
+        state = _load_component(folder.parent, folder.name, config_cls, model_cls).state_dict()
     except KinemaError as exc:
         raise KinemaError(f"init {folder}: not the {comp_name} weights the {stage} stage needs ({exc})") from None
-    state = {k: v.float() if v.is_floating_point() else v for k, v in loaded.state_dict().items()}
     expected = model.state_dict()
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
              if k in state and tuple(state[k].shape) != tuple(v.shape)]
