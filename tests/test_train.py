@@ -227,6 +227,11 @@ def test_init_starts_from_given_weights(tmp_path, dit_run):
     name = "transformer/diffusion_pytorch_model.safetensors"
     start, tuned = load_file(str(dit_run / "final" / name)), load_file(str(out / "final" / name))
     assert all(torch.allclose(start[k], tuned[k], atol=1e-6) for k in start)
+    # --resume with no checkpoint yet starts from the init weights too
+    assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", str(vae),
+                 "--out", str(tmp_path / "resumed"), "--resume", "--quiet"]) == 0
+    resumed = load_file(str(tmp_path / "resumed" / "final" / name))
+    assert all(torch.allclose(start[k], resumed[k], atol=1e-6) for k in start)
     # without init the same one step starts from random weights instead
     fresh_cfg = tmp_path / "fresh.json"
     fresh_cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "init": ""}))

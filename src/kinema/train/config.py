@@ -62,7 +62,8 @@ class TrainConfig:
     compile: bool = False              # torch.compile the trained model
     ema_decay: float = 0.0             # 0 = no EMA; dit exports the EMA weights
     init: str = ""                     # start from these weights (a pipeline folder or its vae/ / transformer/):
-                                       # fine-tuning; the model config must match them. Ignored on --resume
+                                       # fine-tuning; the model config must match them. A resumed
+                                       # checkpoint takes precedence
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 10

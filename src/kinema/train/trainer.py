@@ -189,7 +189,7 @@ class Trainer:
             self.dit_cfg = comp.dit_config(cfg.model, self.vae_cpu.config.latent_channels, tdim)
             torch.manual_seed(cfg.seed)
             self.raw = comp.build_dit(self.dit_cfg).to(dev)
-        if cfg.init and not self.resume:
+        if cfg.init:  # a checkpoint, when resuming, replaces these weights right after
             target = self.vae if cfg.stage == "vae" else self.raw
             target.load_state_dict(comp.init_state_dict(cfg.stage, cfg.init, target))
             self.log(f"kinema train: starting from the weights in {cfg.init}")
