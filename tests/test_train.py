@@ -241,6 +241,25 @@ def test_init_starts_from_given_weights(tmp_path, dit_run):
     assert not all(torch.allclose(start[k], fresh[k], atol=1e-6) for k in start)
 
 
+def test_decoder_only_fine_tune_keeps_the_encoder_and_latent_statistics(tmp_path, capsys, vae_run):
+    cfg = tmp_path / "decoder.json"
+    cfg.write_text(json.dumps({"init": str(vae_run / "final"), "vae_trainable": "decoder", "steps": 2,
+                               "optim": {"lr": 1e-2, "warmup_steps": 0}}))
+    out = tmp_path / "decoder"
+    assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    name = "diffusion_pytorch_model.safetensors"
+    start, tuned = load_file(str(vae_run / "final" / name)), load_file(str(out / "final" / name))
+    assert all(torch.equal(start[k], tuned[k]) for k in start if k.startswith("encoder."))
+    assert not all(torch.allclose(start[k], tuned[k]) for k in start if k.startswith("decoder."))
+    kept, before = (json.loads((d / "final" / "config.json").read_text()) for d in (out, vae_run))
+    assert (kept["latent_mean"], kept["latent_std"]) == (before["latent_mean"], before["latent_std"])
+    # without weights to keep, a decoder-only run is refused before it starts
+    cfg.write_text(json.dumps({"vae_trainable": "decoder"}))
+    assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "none"),
+                 "--quiet"]) == 2
+    assert "needs `init` weights" in capsys.readouterr().err
+
+
 def test_init_that_does_not_fit_is_a_clear_error(tmp_path, capsys, vae_run, dit_run):
     vae = str(dit_run / "final" / "vae")
     for init, named in ((vae_run / "final", "not the transformer weights the dit stage needs"),

@@ -110,9 +110,10 @@ def dit_config(model: dict, latent_channels: int, text_dim: int | None = None):
     return DiTConfig.from_dict(d)
 
 
-def init_state_dict(stage: str, path: str | os.PathLike, model: nn.Module) -> dict:
-    """The weights to fine-tune from: a pipeline folder, or its vae/ (vae stage) or transformer/
-    (dit stage) folder. They must fit `model` exactly; a mismatch is an error naming the tensors."""
+def init_component(stage: str, path: str | os.PathLike, model: nn.Module) -> nn.Module:
+    """The component to fine-tune from (its weights and config, e.g. the VAE's latent statistics):
+    a pipeline folder, or its vae/ (vae stage) or transformer/ (dit stage) folder. Its weights must
+    fit `model` exactly; a mismatch is an error naming the tensors."""
     from ..models.dit import DiTConfig, VideoDiT
     from ..models.vae import CausalVideoVAE, VAEConfig
     from ..pipeline import _load_component
@@ -125,9 +126,10 @@ def init_state_dict(stage: str, path: str | os.PathLike, model: nn.Module) -> di
     if not (folder / CONFIG_NAME).is_file():
         raise KinemaError(f"init {path}: not a pipeline folder nor a {comp_name} folder (no {CONFIG_NAME})")
     try:
-        state = _load_component(folder.parent, folder.name, config_cls, model_cls).state_dict()
+        loaded = _load_component(folder.parent, folder.name, config_cls, model_cls)
     except KinemaError as exc:
         raise KinemaError(f"init {folder}: not the {comp_name} weights the {stage} stage needs ({exc})") from None
+    state = loaded.state_dict()
     expected = model.state_dict()
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
              if k in state and tuple(state[k].shape) != tuple(v.shape)]
@@ -136,7 +138,7 @@ def init_state_dict(stage: str, path: str | os.PathLike, model: nn.Module) -> di
         raise KinemaError(f"init {folder}: the weights do not fit this run's model config ("
                           + "; ".join(([f"shape {w}" for w in wrong[:3]]) + [f"missing {m}" for m in missing[:3]])
                           + "): use the same model fields as the run that made them")
-    return state
+    return loaded
 
 
 def build_dit(cfg):

@@ -71,6 +71,8 @@ class TrainConfig:
     kl_weight: float = 1e-4            # loss = MSE + L1 + kl_weight * KL(posterior || N(0, 1))
     motion_loss_weight: float = 0.0    # + this * L1 of frame-to-frame differences (sharp moving objects)
     edge_loss_weight: float = 0.0      # + this * L1 of neighbouring-pixel differences (sharp edges)
+    vae_trainable: str = "all"         # "all" | "decoder": keep the encoder (and latent statistics) of
+                                       # `init`, so the latent space, and a transformer trained on it, stay valid
     latent_stats_batches: int = 8      # batches for the per-channel latent mean/std at the end
     # dit
     vae: str = ""                      # VAE export folder (OUT/final of a vae run); "" = random (smoke only)
@@ -280,6 +282,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.kl_weight >= 0, "kl_weight: must be >= 0")
     need(cfg.motion_loss_weight >= 0, "motion_loss_weight: must be >= 0")
     need(cfg.edge_loss_weight >= 0, "edge_loss_weight: must be >= 0")
+    need(cfg.vae_trainable in ("all", "decoder"),
+         f"vae_trainable: unknown value {cfg.vae_trainable!r}; allowed: all, decoder")
+    need(cfg.vae_trainable == "all" or cfg.stage != "vae" or bool(cfg.init),
+         "vae_trainable: \"decoder\" keeps the encoder, so it needs `init` weights to keep")
     parse_buckets(cfg.data.buckets)
     if cfg.pipeline:
         from ..pipeline import DEFAULT_CONFIG

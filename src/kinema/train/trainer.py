@@ -191,8 +191,15 @@ class Trainer:
             self.raw = comp.build_dit(self.dit_cfg).to(dev)
         if cfg.init:  # a checkpoint, when resuming, replaces these weights right after
             target = self.vae if cfg.stage == "vae" else self.raw
-            target.load_state_dict(comp.init_state_dict(cfg.stage, cfg.init, target))
+            loaded = comp.init_component(cfg.stage, cfg.init, target)
+            target.load_state_dict(loaded.state_dict())
             self.log(f"kinema train: starting from the weights in {cfg.init}")
+            if cfg.stage == "vae" and cfg.vae_trainable == "decoder":
+                # The encoder stays as it is, so its latents keep their statistics: a transformer
+                # trained on them still fits the new decoder.
+                self.vae.encoder.requires_grad_(False)
+                self.vae.set_latent_stats(loaded.config.latent_mean, loaded.config.latent_std)
+                self.log("kinema train: training the decoder only (encoder and latent statistics kept)")
         if cfg.ema_decay > 0:
             self.ema = EMA(self.raw, cfg.ema_decay)
         if cfg.compile:
@@ -481,7 +488,10 @@ class Trainer:
         if self.info.is_main:
             vae = comp.build_vae(cfg.model)
             vae.load_state_dict({k[len("vae."):]: v for k, v in full.items() if k.startswith("vae.")})
-            vae.set_latent_stats(mean.float(), std.float())
+            if cfg.vae_trainable == "decoder":
+                vae.set_latent_stats(self.vae.config.latent_mean, self.vae.config.latent_std)
+            else:
+                vae.set_latent_stats(mean.float(), std.float())
             path = comp.export_vae(vae, self.out / "final")
             self.log(f"kinema train: latent mean {np.round(mean.numpy(), 3).tolist()}, "
                      f"std {np.round(std.numpy(), 3).tolist()}; PSNR {psnr:.2f} dB"
