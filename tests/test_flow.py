@@ -150,6 +150,25 @@ def test_flow_matching_loss_all_given_is_zero_and_random_draws_work():
     assert torch.isfinite(a) and a.item() == b.item()
 
 
+def test_flow_matching_loss_target_fn_replaces_the_flow_target():
+    x0 = torch.randn(2, 4, 3, 4, 4)
+    states, mask = torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool)
+    model = Recorder(2.0)
+    t = torch.tensor([0.4, 0.9])
+    seen = []
+
+    def target_fn(x_t, tt):
+        seen.append((x_t.clone(), tt.clone()))
+        return torch.full_like(x_t, 2.0)
+
+    loss = flow_matching_loss(model, x0, states, mask, timesteps=t, target_fn=target_fn)
+    assert loss.item() == 0.0  # the model predicts the teacher's target exactly
+    xt, tt = model.seen
+    assert torch.equal(seen[0][0], xt) and torch.equal(seen[0][1], tt)  # the teacher sees the same x_t, t
+    off = flow_matching_loss(model, x0, states, mask, timesteps=t, target_fn=lambda x_t, tt: torch.zeros_like(x_t))
+    assert off.item() == pytest.approx(4.0)
+
+
 def test_flow_matching_loss_with_the_real_transformer():
     from kinema.models.dit import DiTConfig, VideoDiT
 
@@ -261,6 +280,18 @@ def test_sampler_guidance_batches_cond_and_uncond():
     assert model.batches == [2]
     out1 = sample(model, noise, cs, cm, uncond_states=us, uncond_mask=um, guidance=1.0, steps=1)
     assert torch.allclose(out1, torch.full_like(out1, -2.0)) and model.batches[-1] == 1
+
+
+def test_guided_velocity_is_the_sampling_rule():
+    from kinema.diffusion.sampling import guidance_text, guided_velocity
+
+    model = lambda x, t, states, mask: torch.zeros_like(x) + states[:, 0, 0].view(-1, 1, 1, 1, 1)  # noqa: E731
+    x, tt = torch.zeros(2, 2, 1, 2, 2), torch.full((2, 1), 0.5)
+    cs, cm = torch.full((2, 3, 4), 2.0), torch.ones(2, 3, dtype=torch.bool)
+    us, um = torch.full((2, 5, 4), 1.0), torch.ones(2, 5, dtype=torch.bool)
+    states, mask = guidance_text(cs, cm, us, um)
+    assert states.shape == (4, 5, 4) and not mask[:2, 3:].any() and mask[2:].all()
+    assert torch.allclose(guided_velocity(model, x, tt, states, mask, 3.0), torch.full_like(x, 4.0))
 
 
 def test_sampler_edit_starts_from_noised_init():

@@ -260,6 +260,38 @@ def test_decoder_only_fine_tune_keeps_the_encoder_and_latent_statistics(tmp_path
     assert "needs `init` weights" in capsys.readouterr().err
 
 
+def test_guidance_distillation_learns_the_teachers_guided_velocity(tmp_path, capsys, dit_run):
+    vae = str(dit_run / "final" / "vae")
+    base = {"init": str(dit_run / "final"), "steps": 2, "ema_decay": 0.0, "optim": {"lr": 1e-3, "warmup_steps": 0}}
+
+    def run(name: str, **fields) -> Path:
+        cfg = tmp_path / f"{name}.json"
+        cfg.write_text(json.dumps({**base, **fields}))
+        out = tmp_path / name
+        assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", vae, "--out", str(out),
+                     "--quiet"]) == 0
+        return out
+
+    # The student starts as a copy of the teacher, predicting v_c, so its first loss on the same draws
+    # is mean |v_u + g (v_c - v_u) - v_c|^2 = (g - 1)^2 mean |v_c - v_u|^2: 0 at g = 1, 9x g = 2's at g = 4.
+    first = {g: _steps(run(f"g{g}", guidance_distill=float(g)))[0]["loss"] for g in (1, 2)}
+    out = run("g4", guidance_distill=4.0)
+    first[4] = _steps(out)[0]["loss"]
+    assert first[1] < 1e-6 * first[2]
+    assert first[4] == pytest.approx(9 * first[2], rel=1e-3)
+    defaults = json.loads((out / "final" / "model_index.json").read_text())["defaults"]
+    assert defaults["guidance"] == 1.0 and defaults["distilled_guidance"] == 4.0
+    rc = main(["generate", "a red circle", "--model", str(out / "final"), "-o", str(tmp_path / "d.mp4"),
+               "--steps", "2", "--quiet"])
+    assert rc == 0 and (tmp_path / "d.mp4").stat().st_size > 0
+    # a teacher is needed
+    cfg = tmp_path / "no_init.json"
+    cfg.write_text(json.dumps({"guidance_distill": 4.0}))
+    assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", vae,
+                 "--out", str(tmp_path / "none"), "--quiet"]) == 2
+    assert "needs `init` weights" in capsys.readouterr().err
+
+
 def test_init_that_does_not_fit_is_a_clear_error(tmp_path, capsys, vae_run, dit_run):
     vae = str(dit_run / "final" / "vae")
     for init, named in ((vae_run / "final", "not the transformer weights the dit stage needs"),

@@ -66,6 +66,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "seconds": 2.0,
     "steps": 20,
     "guidance": 5.0,
+    "distilled_guidance": None,  # the guidance scale a distilled transformer learned (then guidance is 1)
     "sampler": "euler",
     "shift": None,  # a number, or None: shift_for_tokens() of each window's token count
     "base_tokens": 256,

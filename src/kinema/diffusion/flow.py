@@ -141,14 +141,15 @@ def frame_timesteps(t: torch.Tensor, latent_frames: int, cond_mask: torch.Tensor
 def flow_matching_loss(model, x0: torch.Tensor, text_states: torch.Tensor, text_mask: torch.Tensor,
                        cond_mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
                        timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None,
-                       patch_size=(1, 2, 2)) -> torch.Tensor:
+                       patch_size=(1, 2, 2), target_fn=None) -> torch.Tensor:
     """Rectified-flow loss for latents x0 [B, C, T, H, W].
 
     Each sample draws one t (logit-normal, shifted for its token count) shared by its generated
     frames; frames with cond_mask [B, T] True are given: t = 0, clean in x_t, and left out of the
     loss. The loss is the MSE between the prediction and eps - x0 over generated frames (0, with
     a gradient of 0, when every frame is given). `cond_mask` None means no frame is given.
-    `timesteps` [B] and `noise` may be passed to override the random draws.
+    `timesteps` [B] and `noise` may be passed to override the random draws. `target_fn(x_t, tt)`,
+    when given, replaces eps - x0 as the target (distillation from a teacher's velocity).
     """
     if x0.ndim != 5:
         raise ValueError(f"x0 must be [B, C, T, H, W], got {tuple(x0.shape)}")
@@ -166,8 +167,13 @@ def flow_matching_loss(model, x0: torch.Tensor, text_states: torch.Tensor, text_
     tt = frame_timesteps(timesteps, t_frames, cond_mask)
     x_t = add_noise(x0, noise, tt)
     pred = model(x_t, tt, text_states, text_mask)
-    target = noise - x0
+    if target_fn is None:
+        target = noise - x0
+    else:
+        with torch.no_grad():
+            target = target_fn(x_t, tt)
     err = (pred.float() - target.float()).pow(2)
     weight = (~cond_mask).to(err.dtype)[:, None, :, None, None]
     denom = weight.sum() * c * h * w
     return (err * weight).sum() / denom.clamp_min(1.0)
+

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .flow import add_noise, time_shift
 
-__all__ = ["timestep_schedule", "edit_schedule", "sample", "SAMPLERS"]
+__all__ = ["timestep_schedule", "edit_schedule", "sample", "guidance_text", "guided_velocity", "SAMPLERS"]
 
 SAMPLERS = ("euler", "heun", "multistep")
 
@@ -50,6 +50,24 @@ def _pad_text(states: torch.Tensor, mask: torch.Tensor, length: int):
     states = F.pad(states, (0, 0, 0, extra))
     mask = F.pad(mask, (0, extra), value=False)
     return states, mask
+
+
+def guidance_text(text_states: torch.Tensor, text_mask: torch.Tensor, uncond_states: torch.Tensor,
+                  uncond_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conditional then unconditional text states (and masks) in one batch, padded to one length."""
+    length = max(text_states.shape[1], uncond_states.shape[1])
+    cs, cm = _pad_text(text_states, text_mask, length)
+    us, um = _pad_text(uncond_states, uncond_mask, length)
+    return torch.cat([cs, us]), torch.cat([cm, um])
+
+
+def guided_velocity(model, x: torch.Tensor, tt: torch.Tensor, states: torch.Tensor, mask: torch.Tensor,
+                    guidance: float) -> torch.Tensor:
+    """Classifier-free guidance v_u + g (v_c - v_u) from one batched forward; `states`/`mask` from
+    `guidance_text`. Sampling steps with it, and guidance distillation learns it."""
+    v = model(torch.cat([x, x]), torch.cat([tt, tt]), states, mask)
+    v_c, v_u = v.chunk(2)
+    return v_u + float(guidance) * (v_c - v_u)
 
 
 def _expand_batch(x: torch.Tensor, batch: int, what: str) -> torch.Tensor:
@@ -116,10 +134,7 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
             uncond_mask = torch.ones(uncond_states.shape[:2], dtype=torch.bool)
         uncond_states = _expand_batch(uncond_states.to(device), b, "uncond_states")
         uncond_mask = _expand_batch(uncond_mask.to(device), b, "uncond_mask")
-        length = max(text_states.shape[1], uncond_states.shape[1])
-        cs, cm = _pad_text(text_states, text_mask, length)
-        us, um = _pad_text(uncond_states, uncond_mask, length)
-        states, mask = torch.cat([cs, us]), torch.cat([cm, um])
+        states, mask = guidance_text(text_states, text_mask, uncond_states, uncond_mask)
     else:
         states, mask = text_states, text_mask
 
@@ -128,9 +143,7 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
         if cond_mask is not None:
             tt = tt.masked_fill(cond_mask, 0.0)
         if use_cfg:
-            v = model(torch.cat([x, x]), torch.cat([tt, tt]), states, mask)
-            v_c, v_u = v.chunk(2)
-            return v_u + float(guidance) * (v_c - v_u)
+            return guided_velocity(model, x, tt, states, mask, guidance)
         return model(x, tt, states, mask)
 
     if float(start_t) < 1.0:

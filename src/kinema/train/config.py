@@ -79,6 +79,8 @@ class TrainConfig:
     text_encoder: str = ""             # local Hugging Face encoder; "" = the default MiniLM
     text_max_length: int = 32
     caption_dropout: float = 0.1       # captions replaced by "" (classifier-free guidance)
+    guidance_distill: float = 0.0      # > 0: learn `init`'s guided velocity at this scale in one forward
+                                       # (half the sampling cost); the export then samples with guidance 1
     pipeline: dict = field(default_factory=dict)  # defaults stored in the exported pipeline's config
     out: str = ""                      # run folder (--out)
 
@@ -282,6 +284,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.kl_weight >= 0, "kl_weight: must be >= 0")
     need(cfg.motion_loss_weight >= 0, "motion_loss_weight: must be >= 0")
     need(cfg.edge_loss_weight >= 0, "edge_loss_weight: must be >= 0")
+    need(cfg.guidance_distill >= 0, "guidance_distill: must be >= 0")
+    need(cfg.guidance_distill == 0 or cfg.stage != "dit" or bool(cfg.init),
+         "guidance_distill: distillation learns from a teacher, so it needs `init` weights")
     need(cfg.vae_trainable in ("all", "decoder"),
          f"vae_trainable: unknown value {cfg.vae_trainable!r}; allowed: all, decoder")
     need(cfg.vae_trainable == "all" or cfg.stage != "vae" or bool(cfg.init),

@@ -112,6 +112,7 @@ class Trainer:
         self.elapsed_before = 0.0
         self.window = {"loss": 0.0, "steps": 0, "samples": 0}
         self.ema: EMA | None = None
+        self.teacher: nn.Module | None = None  # guidance distillation
         self.pbar = None
         self.metrics_path = self.out / "metrics.jsonl"
 
@@ -200,6 +201,10 @@ class Trainer:
                 self.vae.encoder.requires_grad_(False)
                 self.vae.set_latent_stats(loaded.config.latent_mean, loaded.config.latent_std)
                 self.log("kinema train: training the decoder only (encoder and latent statistics kept)")
+        if cfg.stage == "dit" and cfg.guidance_distill > 0:
+            # the teacher: the init weights, frozen; the student starts as a copy of it
+            self.teacher = copy.deepcopy(self.raw).eval().requires_grad_(False)
+            self.log(f"kinema train: distilling guidance {cfg.guidance_distill:g} into one forward per step")
         if cfg.ema_decay > 0:
             self.ema = EMA(self.raw, cfg.ema_decay)
         if cfg.compile:
@@ -309,8 +314,19 @@ class Trainer:
             states, mask = self.text.encode(captions)
         states, mask = states.to(dev).float(), mask.to(dev)
         cond = random_condition_mask(b, z.shape[2], generator=self.gen)
+        target_fn = None
+        if self.teacher is not None:
+            from ..diffusion.sampling import guidance_text, guided_velocity
+
+            with torch.no_grad():
+                u_states, u_mask = self.text.encode([""] * b)
+            both = guidance_text(states, mask, u_states.to(dev).float(), u_mask.to(dev))
+
+            def target_fn(x_t, tt):
+                return guided_velocity(self.teacher, x_t, tt, *both, self.cfg.guidance_distill).float()
         with self.autocast():
-            loss = flow_matching_loss(self.model, z, states, mask, cond_mask=cond, generator=self.gen)
+            loss = flow_matching_loss(self.model, z, states, mask, cond_mask=cond, generator=self.gen,
+                                      target_fn=target_fn)
         return loss.float(), b
 
     def _no_sync(self, last: bool):
@@ -436,6 +452,8 @@ class Trainer:
 
     def _pipeline_config(self) -> dict:
         cfg = dict(self.cfg.pipeline)
+        if self.cfg.guidance_distill > 0:  # guidance is in the weights now
+            cfg.update(guidance=1.0, distilled_guidance=self.cfg.guidance_distill)
         return cfg
 
     def finish_vae(self) -> dict:
