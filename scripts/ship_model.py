@@ -3,6 +3,10 @@ weights stored as float16 in shards of at most 15 MiB (they load back as float32
 MiniLM recorded as the text encoder, and the model named.
 
     python scripts/ship_model.py runs/kinema-tiny/dit/final src/kinema/weights/kinema-tiny [--name kinema-tiny]
+        [--vae runs/decoder/final]
+
+--vae ships another autoencoder with the transformer: one whose decoder was fine-tuned
+(`vae_trainable: "decoder"`), so its encoder and latent statistics must equal the trained one's.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ def main() -> None:
     ap.add_argument("target")
     ap.add_argument("--name", default="kinema-tiny")
     ap.add_argument("--text-encoder", default=None, help="path of the text encoder used in training, if not the default")
+    ap.add_argument("--vae", default=None, help="autoencoder folder to ship instead (same encoder, new decoder)")
     args = ap.parse_args()
 
     from kinema.models.text import TextEncoder
@@ -31,6 +36,13 @@ def main() -> None:
     root = Path(args.trained)
     index = json.loads((root / "model_index.json").read_text())
     vae = _load_component(root, "vae", VAEConfig, CausalVideoVAE)
+    if args.vae:
+        other = Path(args.vae)
+        new_vae = _load_component(other.parent, other.name, VAEConfig, CausalVideoVAE)
+        problem = _same_latent_space(vae, new_vae)
+        if problem:
+            sys.exit(problem)
+        vae = new_vae
     dit = _load_component(root, "transformer", DiTConfig, VideoDiT)
     te_cfg = json.loads((root / "text_encoder" / "config.json").read_text())
     text = TextEncoder.from_pretrained(args.text_encoder, max_length=int(te_cfg.get("max_length", 32)))
@@ -46,6 +58,22 @@ def main() -> None:
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     biggest = max(f.stat().st_size for f in out.rglob("*.safetensors"))
     print(f"shipped {out}: {total / 2**20:.1f} MiB in all, largest file {biggest / 2**20:.1f} MiB", file=sys.stderr)
+
+
+def _same_latent_space(trained, other) -> str:
+    """'' when `other` encodes like `trained` (the transformer's latent space); else the reason."""
+    # float16 tolerance: a fine-tune may start from the shipped float16 weights of the same encoder
+    def same(a, b) -> bool:
+        a, b = torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32)
+        return a.shape == b.shape and torch.allclose(a, b, rtol=2e-3, atol=1e-5)
+
+    if not (same(trained.config.latent_mean, other.config.latent_mean)
+            and same(trained.config.latent_std, other.config.latent_std)):
+        return "--vae: its latent statistics differ from the trained autoencoder's; the transformer would not fit it"
+    mine, theirs = trained.encoder.state_dict(), other.encoder.state_dict()
+    if mine.keys() != theirs.keys() or any(not same(mine[k], theirs[k]) for k in mine):
+        return "--vae: its encoder differs from the trained autoencoder's; the transformer would not fit it"
+    return ""
 
 
 if __name__ == "__main__":

@@ -292,6 +292,32 @@ def test_guidance_distillation_learns_the_teachers_guided_velocity(tmp_path, cap
     assert "needs `init` weights" in capsys.readouterr().err
 
 
+def test_ship_model_takes_a_decoder_fine_tune_and_refuses_another_latent_space(tmp_path, dit_run):
+    cfg = tmp_path / "decoder.json"
+    cfg.write_text(json.dumps({"init": str(dit_run / "final"), "vae_trainable": "decoder", "steps": 2,
+                               "optim": {"lr": 1e-2, "warmup_steps": 0}}))
+    assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "dec"),
+                 "--quiet"]) == 0
+    cfg.write_text(json.dumps({"steps": 2, "seed": 5}))
+    assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "other"),
+                 "--quiet"]) == 0
+
+    def ship(vae: Path, target: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "scripts" / "ship_model.py"), str(dit_run / "final"),
+                               str(tmp_path / target), "--vae", str(vae / "final")],
+                              env=_env(), capture_output=True, text=True)
+
+    done = ship(tmp_path / "dec", "shipped")
+    assert done.returncode == 0, done.stderr
+    name = "diffusion_pytorch_model.safetensors"
+    tuned = load_file(str(tmp_path / "dec" / "final" / name))
+    shipped = load_file(str(tmp_path / "shipped" / "vae" / name))
+    assert all(torch.equal(shipped[k], tuned[k].half()) for k in tuned)
+    refused = ship(tmp_path / "other", "refused")
+    assert refused.returncode != 0 and "the transformer would not fit it" in refused.stderr
+    assert not (tmp_path / "refused").exists()
+
+
 def test_init_that_does_not_fit_is_a_clear_error(tmp_path, capsys, vae_run, dit_run):
     vae = str(dit_run / "final" / "vae")
     for init, named in ((vae_run / "final", "not the transformer weights the dit stage needs"),
