@@ -15,17 +15,20 @@ import torch
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=None)
+    ap.add_argument("--model", default=None,
+                    help="pipeline folder or VAE folder (OUT/final of `kinema train vae`; default: the shipped kinema-tiny)")
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--size", default="128x128")
     ap.add_argument("--frames", type=int, default=25)
     args = ap.parse_args()
 
     from kinema.pipeline import Pipeline
+    from kinema.train.components import load_vae
     from kinema.world import render_video, sample_specs
 
     w, h = (int(v) for v in args.size.split("x"))
-    vae = Pipeline.from_pretrained(args.model).vae
+    vae = load_vae(args.model) if args.model else Pipeline.from_pretrained().vae
+    vae.eval()
     print(f"autoencoder reconstruction, {args.n} clips per split, {w}x{h}, {args.frames} frames")
     for split in ("train", "heldout"):
         values = []
