@@ -11,7 +11,8 @@
 # INIT (a pipeline folder to fine-tune from, e.g. src/kinema/weights/kinema-tiny: both stages start
 # from its weights), PRECISION (auto = bf16 on CUDA, fp32 on CPU; bf16 is about 2x faster on a CPU
 # with AVX512-BF16), VAE_LR / DIT_LR, WARMUP (steps), DIT_BUCKETS (a JSON list overriding the
-# preset's buckets), LATENT_CACHE_BATCHES (train the transformer from that many cached batches).
+# preset's buckets), LATENT_CACHE_BATCHES (train the transformer from that many cached batches),
+# VAE_TRAINABLE (decoder: with INIT, fine-tune the autoencoder's decoder only, keeping its latent space).
 set -euo pipefail
 OUT=${1:?usage: train_kinema_tiny.sh OUT_DIR}
 PRESET=${PRESET:-tiny}
@@ -37,7 +38,9 @@ dit_data="\"num_workers\": $WORKERS"
 [ -n "${DIT_BUCKETS:-}" ] && dit_data="$dit_data, \"buckets\": $DIT_BUCKETS"
 [ -n "${LATENT_CACHE_BATCHES:-}" ] && dit_data="$dit_data, \"latent_cache\": true, \"latent_cache_batches\": $LATENT_CACHE_BATCHES"
 
-echo "{\"time_limit_s\": $VAE_SECONDS, $common, \"optim\": {$vae_optim}, \"data\": {\"num_workers\": $WORKERS}}" > "$OUT/vae.json"
+vae_fields=""
+[ -n "${VAE_TRAINABLE:-}" ] && vae_fields=", \"vae_trainable\": \"$VAE_TRAINABLE\""
+echo "{\"time_limit_s\": $VAE_SECONDS, $common$vae_fields, \"optim\": {$vae_optim}, \"data\": {\"num_workers\": $WORKERS}}" > "$OUT/vae.json"
 $KINEMA train vae --preset "$PRESET" --config "$OUT/vae.json" --out "$OUT/vae" --quiet
 
 echo "{\"time_limit_s\": $DIT_SECONDS, $common, \"optim\": {$dit_optim}, \"data\": {$dit_data}$te_field}" > "$OUT/dit.json"
