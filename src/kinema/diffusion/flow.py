@@ -176,4 +176,3 @@ def flow_matching_loss(model, x0: torch.Tensor, text_states: torch.Tensor, text_
     weight = (~cond_mask).to(err.dtype)[:, None, :, None, None]
     denom = weight.sum() * c * h * w
     return (err * weight).sum() / denom.clamp_min(1.0)
-

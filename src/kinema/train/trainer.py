@@ -204,6 +204,9 @@ class Trainer:
         if cfg.stage == "dit" and cfg.guidance_distill > 0:
             # the teacher: the init weights, frozen; the student starts as a copy of it
             self.teacher = copy.deepcopy(self.raw).eval().requires_grad_(False)
+            with torch.no_grad():  # the teacher's unconditional text, the same at every step
+                u_states, u_mask = self.text.encode([""])
+            self.uncond_text = (u_states.to(dev).float(), u_mask.to(dev))
             self.log(f"kinema train: distilling guidance {cfg.guidance_distill:g} into one forward per step")
         if cfg.ema_decay > 0:
             self.ema = EMA(self.raw, cfg.ema_decay)
@@ -318,9 +321,8 @@ class Trainer:
         if self.teacher is not None:
             from ..diffusion.sampling import guidance_text, guided_velocity
 
-            with torch.no_grad():
-                u_states, u_mask = self.text.encode([""] * b)
-            both = guidance_text(states, mask, u_states.to(dev).float(), u_mask.to(dev))
+            u_states, u_mask = self.uncond_text
+            both = guidance_text(states, mask, u_states.expand(b, -1, -1), u_mask.expand(b, -1))
 
             def target_fn(x_t, tt):
                 return guided_velocity(self.teacher, x_t, tt, *both, self.cfg.guidance_distill).float()
