@@ -1,10 +1,12 @@
 """Speed and memory of `kinema generate` with the shipped model (DESIGN §5).
 
-Runs the whole job in a fresh process per repetition (import, load, text, denoise, decode,
-write) and prints the stage breakdown, the whole-process wall time, the real-time factor
+Runs the real command, `kinema generate PROMPT -o OUT.mp4`, in a fresh process per repetition and
+prints its stage breakdown (startup = imports, load, text, denoise, decode, write; from
+`--timings-json`), the whole-process wall time as a user waits for it, the real-time factor
 (clip length / wall time) and peak resident memory.
 
     python benchmarks/generate.py [--model PATH] [--runs 3] [--size 128x128] [--seconds 2] [--fps 12]
+                                  [--steps N] [--sampler euler|heun|multistep]
 """
 
 from __future__ import annotations
@@ -18,28 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-CHILD = r"""
-import json, resource, sys, time
-t0 = time.perf_counter()
-import torch
-from kinema.pipeline import Pipeline
-cfg = json.loads(sys.argv[1])
-t_import = time.perf_counter() - t0
-t = time.perf_counter()
-pipe = Pipeline.from_pretrained(cfg["model"])
-t_load = time.perf_counter() - t
-video = pipe.generate(cfg["prompt"], seconds=cfg["seconds"], size=cfg["size"], fps=cfg["fps"],
-                      steps=cfg["steps"], seed=0, progress=False)
-t = time.perf_counter()
-video.save(cfg["out"])
-t_write = time.perf_counter() - t
-stages = {"import": t_import, "load": t_load, **pipe.last_timings, "write": t_write}
-stages["total_in_process"] = time.perf_counter() - t0
-print(json.dumps({"stages": stages, "frames": video.num_frames, "fps": video.fps,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "threads": torch.get_num_threads()}))
-"""
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -49,19 +29,28 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--fps", type=float, default=12.0)
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--sampler", default=None, choices=("euler", "heun", "multistep"))
     ap.add_argument("--prompt", default="a large red circle moves right on a navy background")
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
-            cfg = dict(model=args.model, prompt=args.prompt, seconds=args.seconds, size=args.size, fps=args.fps,
-                       steps=args.steps, out=str(Path(tmp) / f"bench_{i}.mp4"))
+            out, timings = Path(tmp) / f"bench_{i}.mp4", Path(tmp) / f"bench_{i}.json"
+            cmd = [sys.executable, "-m", "kinema.cli", "generate", args.prompt, "-o", str(out), "--quiet",
+                   "--timings-json", str(timings), "--size", args.size, "--seconds", str(args.seconds),
+                   "--fps", str(args.fps), "--seed", "0"]
+            if args.model:
+                cmd += ["--model", args.model]
+            if args.steps:
+                cmd += ["--steps", str(args.steps)]
+            if args.sampler:
+                cmd += ["--sampler", args.sampler]
             t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True)
             wall = time.perf_counter() - t
             if proc.returncode != 0:
                 sys.exit(f"run {i} failed:\n{proc.stderr[-2000:]}")
-            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            res = json.loads(timings.read_text())
             res["wall"] = wall
             results.append(res)
     clip = results[0]["frames"] / results[0]["fps"]

@@ -1,5 +1,6 @@
 """`kinema generate` end to end with a saved tiny model."""
 
+import json
 import os
 import subprocess
 import sys
@@ -129,3 +130,19 @@ def test_default_model_generates_with_no_model_argument(tmp_path):
     assert v.num_frames == 9 and v.size == (128, 128)
     assert v.metadata["model"] == "kinema-tiny"
     assert sheet.stat().st_size > 0
+
+
+def test_timings_json_reports_every_stage(tmp_path):
+    """--timings-json: the stage breakdown benchmarks/generate.py prints, from the real command."""
+    from kinema.cli import main as cli_main
+
+    out, timings = tmp_path / "shot.mp4", tmp_path / "t.json"
+    assert cli_main(["generate", PROMPT, "-o", str(out), "--steps", "2", "--num-frames", "5", "--quiet",
+                     "--timings-json", str(timings)]) == 0
+    report = json.loads(timings.read_text())
+    stages = report["stages"]
+    assert {"startup", "load", "text", "denoise", "decode", "write", "total_in_process"} <= set(stages)
+    assert all(v >= 0 for v in stages.values()) and stages["denoise"] > 0
+    parts = sum(v for k, v in stages.items() if k != "total_in_process")
+    assert parts <= stages["total_in_process"] + 1e-3
+    assert report["frames"] == Video.read(out).num_frames == 5 and report["peak_rss_mb"] > 50

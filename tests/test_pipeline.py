@@ -152,6 +152,34 @@ def test_mismatched_config_raises(saved, tmp_path, loaded):
         Pipeline.from_pretrained(d)
 
 
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
+def test_non_finite_weights_raise(saved, tmp_path, loaded, bad_value):
+    from safetensors.torch import load_file, save_file
+
+    d = _copy(saved, tmp_path)
+    f = next((d / "vae").glob("*.safetensors"))
+    state = load_file(str(f))
+    name = sorted(k for k, v in state.items() if v.is_floating_point() and v.numel() > 4)[0]
+    state[name] = state[name].clone()
+    state[name].view(-1)[3] = bad_value
+    save_file(state, str(f))
+    with pytest.raises(KinemaError, match=f"vae: .*NaN or infinite.*{name}"):
+        Pipeline.from_pretrained(d)
+
+
+def test_loading_skips_random_init_and_restores_it(saved, loaded):
+    """Weights come from the file alone, and torch's initialisers work again after loading."""
+    from kinema.pipeline import all_finite, skip_weight_init
+
+    with skip_weight_init():
+        assert torch.nn.init.normal_(torch.zeros(8)).eq(0).all()
+    assert not torch.nn.init.normal_(torch.zeros(8)).eq(0).all()
+    assert all(p.dtype == torch.float32 for p in loaded.transformer.parameters())
+    assert not all_finite(torch.tensor([1.0, float("nan")], dtype=torch.float16))
+    assert all_finite(torch.tensor([3e38, 3e38]))  # the sum overflows, the exact test clears it
+    assert all_finite(torch.tensor([], dtype=torch.float16))
+
+
 def test_missing_files_raise(saved, tmp_path, loaded):
     d = _copy(saved, tmp_path)
     next((d / "vae").glob("*.safetensors")).unlink()

@@ -33,6 +33,7 @@ gave appear in the result as given (resized to the requested size).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -1007,7 +1008,7 @@ def _load_component(root: Path, comp: str, config_cls, model_cls):
             raise KinemaError(f"{comp}: {f} is not a readable safetensors file ({exc})") from None
         state.update(part)
     try:
-        with torch.random.fork_rng(devices=[]):
+        with skip_weight_init():  # the file replaces every weight
             model = model_cls(config)
     except (KinemaError, TypeError, ValueError) as exc:
         raise KinemaError(f"{comp}: cannot build the model from {folder / 'config.json'}: {exc}") from None
@@ -1025,12 +1026,42 @@ def _load_component(root: Path, comp: str, config_cls, model_cls):
         if wrong:
             problems.append(f"{len(wrong)} with the wrong shape ({_some(wrong)})")
         raise KinemaError(f"{comp}: the weights in {folder} do not match its config.json: tensors " + "; ".join(problems))
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    state = {k: v.to(expected[k].dtype) for k, v in state.items()}  # e.g. float16 files -> float32 model
+    bad = [k for k, v in state.items() if not all_finite(v)]
     if bad:
         raise KinemaError(f"{comp}: the weights in {folder} hold NaN or infinite values ({_some(bad)})")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=True)
     model.eval()
     return model
+
+
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
+
+
+@contextlib.contextmanager
+def skip_weight_init():
+    """Build modules without paying for random initialisation (torch.nn.init does nothing inside),
+    for weights that a state dict replaces at once. Faster than building on the meta device on a
+    fresh process, whose first use imports torch's decompositions."""
+    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
+    for name in _INIT_FUNCTIONS:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """No NaN or infinity in `t`. A float32 sum is one cheap pass and turns NaN or inf on any element
+    into a non-finite total; only then is the exact element-wise test paid for."""
+    if not t.is_floating_point() or t.numel() == 0:
+        return True
+    if bool(torch.isfinite(t.sum(dtype=torch.float32))):
+        return True
+    return bool(torch.isfinite(t).all())
 
 
 def _load_text_encoder(root: Path, cfg: dict):

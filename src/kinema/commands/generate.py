@@ -7,10 +7,12 @@ so `out=$(kinema generate ...)` captures the path alone.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
+from ..cli import PROCESS_START
 from ..errors import KinemaError
 
 _SUFFIXES = (".mp4", ".gif", ".png")
@@ -43,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or timings")
     p.add_argument("--contact-sheet", default=None, metavar="PNG", help="also write a contact sheet of the result")
+    p.add_argument("--timings-json", default=None, metavar="JSON",
+                   help="also write the stage timings in seconds (startup, load, text, denoise, decode, "
+                   "write) and the peak resident memory to this file")
     p.set_defaults(func=handler)
 
 
@@ -68,6 +73,7 @@ def handler(args: argparse.Namespace) -> int:
 
     from ..pipeline import Pipeline, parse_size
 
+    t_startup = time.perf_counter() - PROCESS_START  # the interpreter's own start is not counted
     if args.size is not None:
         parse_size(args.size)  # fail on a bad size before loading the model
     t0 = time.perf_counter()
@@ -89,6 +95,9 @@ def handler(args: argparse.Namespace) -> int:
     t_write = time.perf_counter() - t0
     if args.contact_sheet:
         video.contact_sheet(args.contact_sheet, title=video.metadata.get("prompt"))
+    if args.timings_json:
+        _write_timings(args.timings_json, pipe, video, startup=t_startup, load=t_load, write=t_write,
+                       total=time.perf_counter() - PROCESS_START)
     if not args.quiet:
         t = pipe.last_timings
         encode = f"encode {t['encode']:.2f}s " if t.get("encode") else ""
@@ -100,3 +109,19 @@ def handler(args: argparse.Namespace) -> int:
         )
     print(out)
     return 0
+
+
+def _write_timings(path: str, pipe, video, **stages: float) -> None:
+    import resource
+
+    import torch
+
+    from ..files import atomic_write
+
+    timings = {"startup": stages["startup"], "load": stages["load"],
+               **{k: v for k, v in pipe.last_timings.items() if k != "total"},
+               "write": stages["write"], "total_in_process": stages["total"]}
+    report = {"stages": timings, "frames": video.num_frames, "fps": video.fps,
+              "width": video.width, "height": video.height, "threads": torch.get_num_threads(),
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1) + "\n"))

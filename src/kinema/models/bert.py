@@ -91,7 +91,7 @@ class BertEncoder(nn.Module):
         missing = [v for v in names.values() if strip + v not in state]
         if missing:
             raise KeyError(f"weights lack {missing[0]} ({len(missing)} missing)")
-        self.load_state_dict({k: state[strip + v].float() for k, v in names.items()}, strict=True)
+        self.load_state_dict({k: state[strip + v].float() for k, v in names.items()}, strict=True, assign=True)
 
 
 class FastTokenizer:
@@ -117,7 +117,11 @@ class FastTokenizer:
 def load(folder: Path) -> tuple[BertEncoder, FastTokenizer]:
     from safetensors.torch import load_file
 
-    model = BertEncoder(json.loads((folder / "config.json").read_text()))
+    config = json.loads((folder / "config.json").read_text())
+    from ..pipeline import skip_weight_init
+
+    with skip_weight_init():  # the file replaces every weight
+        model = BertEncoder(config)
     model.load_hf_state(load_file(str(folder / "model.safetensors")))
     return model.eval(), FastTokenizer(folder)
 
