@@ -65,7 +65,8 @@ def judge(category: str, spec: SceneSpec, facts: dict, frames: np.ndarray | None
     if category == "relation":
         everything = everything and out["relation"]
     out["everything"] = bool(everything)
-    out["alive"] = [all(p is not None for p in d["track"]) for _, d in matched]
+    # one entry per intended object: an object the video never shows is not alive either
+    out["alive"] = [j is not None and all(p is not None for p in objects[j]["track"]) for j in assign]
     if category == "static" and frames is not None and len(frames) > 1:
         diff = np.abs(np.diff(frames.astype(np.float32), axis=0)).mean() / 255.0
         out["stability"] = float(1.0 - diff)
