@@ -140,8 +140,8 @@ def markdown(result: dict, name_a: str, name_b: str) -> str:
                  f"{_pct(al['ci95'][0], True)} to {_pct(al['ci95'][1], True)} | {al['verdict']} |")
     st = result["temporal_stability"]
     if st["n"]:
-        lines.append(f"| temporal stability | static | {st['mean_a']:.4f} | {st['mean_b']:.4f} | {st['diff']:+.4f} | "
-                     f"{st['ci95'][0]:+.4f} to {st['ci95'][1]:+.4f} | {st['verdict']} |")
+        lines.append(f"| temporal stability | static | {st['mean_a']:.5f} | {st['mean_b']:.5f} | {st['diff']:+.1e} | "
+                     f"{st['ci95'][0]:+.1e} to {st['ci95'][1]:+.1e} | {st['verdict']} |")
     worse = [f"{r['category']} ({s})" for r in result["rows"] for s in ("seen", "heldout") if r[s]["verdict"] == "worse"]
     worse += ["object kept alive"] * (al["verdict"] == "worse") + ["temporal stability"] * (st["verdict"] == "worse")
     lines += ["", f"Worse beyond the interval: {', '.join(worse) if worse else 'nothing'}.", ""]
