@@ -174,6 +174,14 @@ def test_loading_skips_random_init_and_restores_it(saved, loaded):
     with skip_weight_init():
         assert torch.nn.init.normal_(torch.zeros(8)).eq(0).all()
     assert not torch.nn.init.normal_(torch.zeros(8)).eq(0).all()
+    # overlapping entries (two threads loading at once) leave torch's initialisers as they were
+    outer, inner = skip_weight_init(), skip_weight_init()
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)
+    assert torch.nn.init.normal_(torch.zeros(8)).eq(0).all()
+    inner.__exit__(None, None, None)
+    assert not torch.nn.init.normal_(torch.zeros(8)).eq(0).all()
     assert all(p.dtype == torch.float32 for p in loaded.transformer.parameters())
     assert not all_finite(torch.tensor([1.0, float("nan")], dtype=torch.float16))
     assert all_finite(torch.tensor([3e38, 3e38]))  # the sum overflows, the exact test clears it

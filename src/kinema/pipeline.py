@@ -39,6 +39,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -1056,19 +1057,35 @@ _INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_",
                    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
 
 
+_ORIGINAL_INIT = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
+_init_lock = threading.Lock()
+_init_depth = 0
+
+
+def _no_init(tensor, *args, **kwargs):
+    return tensor
+
+
 @contextlib.contextmanager
 def skip_weight_init():
     """Build modules without paying for random initialisation (torch.nn.init does nothing inside),
     for weights that a state dict replaces at once. Faster than building on the meta device on a
-    fresh process, whose first use imports torch's decompositions."""
-    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
-    for name in _INIT_FUNCTIONS:
-        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    fresh process, whose first use imports torch's decompositions. Safe to nest and to enter from
+    several threads (e.g. a server loading two models): the last one out restores torch's own."""
+    global _init_depth
+    with _init_lock:
+        if _init_depth == 0:
+            for name in _INIT_FUNCTIONS:
+                setattr(torch.nn.init, name, _no_init)
+        _init_depth += 1
     try:
         yield
     finally:
-        for name, fn in saved.items():
-            setattr(torch.nn.init, name, fn)
+        with _init_lock:
+            _init_depth -= 1
+            if _init_depth == 0:
+                for name, fn in _ORIGINAL_INIT.items():
+                    setattr(torch.nn.init, name, fn)
 
 
 def all_finite(t: torch.Tensor) -> bool:
