@@ -169,7 +169,7 @@ def test_non_finite_weights_raise(saved, tmp_path, loaded, bad_value):
 
 def test_loading_skips_random_init_and_restores_it(saved, loaded):
     """Weights come from the file alone, and torch's initialisers work again after loading."""
-    from kinema.pipeline import all_finite, skip_weight_init
+    from kinema.models.loading import all_finite, skip_weight_init
 
     with skip_weight_init():
         assert torch.nn.init.normal_(torch.zeros(8)).eq(0).all()

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .loading import skip_weight_init
+
 
 def supports(folder: Path) -> bool:
     """True when `folder` holds a plain BERT this module can run."""
@@ -118,8 +120,6 @@ def load(folder: Path) -> tuple[BertEncoder, FastTokenizer]:
     from safetensors.torch import load_file
 
     config = json.loads((folder / "config.json").read_text())
-    from ..pipeline import skip_weight_init
-
     with skip_weight_init():  # the file replaces every weight
         model = BertEncoder(config)
     model.load_hf_state(load_file(str(folder / "model.safetensors")))
