@@ -9,8 +9,7 @@ large run with a smaller one on the very same prompts:
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
+import sys
 
 
 def main() -> None:
@@ -19,11 +18,14 @@ def main() -> None:
     ap.add_argument("n", type=int, help="prompts per category and split to keep")
     args = ap.parse_args()
 
+    from kinema.errors import KinemaError
+    from kinema.eval.compare import read_samples
     from kinema.eval.run import markdown, summarize
 
-    opener = gzip.open if args.samples.endswith(".gz") else open
-    with opener(args.samples, "rt", encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    try:
+        records = read_samples(args.samples)
+    except KinemaError as exc:
+        sys.exit(f"report_subset: {exc}")
     kept = [r for r in records if r["index"] < args.n]
     seeds = sorted({r["seed"] for r in kept})
     report = summarize(kept, n=args.n, seeds=seeds, elapsed=0.0, model=f"{args.samples}, first {args.n} prompts")
