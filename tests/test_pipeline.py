@@ -197,6 +197,9 @@ def test_decode_precision_settings():
     assert decode_dtype("auto", cpu) == (torch.bfloat16 if native else torch.float32)
     with pytest.raises(KinemaError, match="decode_precision"):
         decode_dtype("fp8", cpu)
+    with pytest.raises(KinemaError, match="decode_precision"):  # refused when the pipeline is built
+        Pipeline.from_configs(VAEConfig(base_channels=8), DiTConfig(hidden_size=32, depth=2, num_heads=2),
+                              text_encoder=TextEncoder.from_pretrained(), decode_precision="fp8")
 
 
 def test_bf16_decode_stays_close_to_fp32(pipe, monkeypatch):

@@ -252,7 +252,7 @@ class _Engine:
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         t0 = time.perf_counter()
-        dtype = decode_dtype(self.pipe.config.get("decode_precision", "auto"), z.device)
+        dtype = decode_dtype(self.pipe.config["decode_precision"], z.device)
         with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             x = self.pipe.vae.decode(z, chunk_size=self.pipe.config.get("decode_chunk_size"))[0].float()
         self.timings["decode"] += time.perf_counter() - t0
@@ -392,6 +392,7 @@ class Pipeline:
             )
         if int(self.config["max_latent_frames"]) < 2:
             raise KinemaError("max_latent_frames must be at least 2")
+        decode_dtype(self.config["decode_precision"], torch.device("cpu"))  # a bad value fails at load, not after denoising
 
     def to(self, device) -> "Pipeline":
         self.vae.to(device)
