@@ -111,16 +111,15 @@ def handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_timings(path: str, pipe, video, **stages: float) -> None:
+def _write_timings(path: str, pipe, video, *, startup: float, load: float, write: float, total: float) -> None:
     import resource
 
     import torch
 
     from ..files import atomic_write
 
-    timings = {"startup": stages["startup"], "load": stages["load"],
-               **{k: v for k, v in pipe.last_timings.items() if k != "total"},
-               "write": stages["write"], "total_in_process": stages["total"]}
+    timings = {"startup": startup, "load": load, **{k: v for k, v in pipe.last_timings.items() if k != "total"},
+               "write": write, "total_in_process": total}
     report = {"stages": timings, "frames": video.num_frames, "fps": video.fps,
               "width": video.width, "height": video.height, "threads": torch.get_num_threads(),
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
