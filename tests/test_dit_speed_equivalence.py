@@ -171,3 +171,19 @@ def test_shipped_model_fast_equals_reference():
     ref = run(model, x, ts, s, m, fast=False)
     out = run(model, x, ts, s, m, fast=True)
     assert (out - ref).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("kw", [{}, {"qk_norm": False}])
+def test_long_sequence_attention_path_equals_reference(kw, monkeypatch):
+    """From SDPA_MIN_TOKENS tokens on, self-attention goes through scaled_dot_product_attention;
+    lowering the threshold runs that branch on a small grid, which must give the same answer."""
+    model = tiny(**kw)
+    x, ts, s, m = inputs(2, 3, 4, 6)
+    ref = run(model, x, ts, s, m, fast=False)
+    model._text_cache = None
+    per_head = run(model, x, ts, s, m, fast=True)
+    monkeypatch.setattr(dit, "SDPA_MIN_TOKENS", 1)
+    model._text_cache = None
+    fused = run(model, x, ts, s, m, fast=True)
+    assert (fused - ref).abs().max().item() < 1e-5
+    assert (fused - per_head).abs().max().item() < 1e-5

@@ -257,6 +257,9 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
 
 FAST_INFERENCE = os.environ.get("KINEMA_DIT_FAST", "1").strip().lower() not in ("0", "false", "no", "off")
 _ONEDNN_OK: bool | None = None
+# tokens a sample from which self-attention runs through scaled_dot_product_attention instead of
+# one oneDNN matmul pair per head (benchmarks/attention_crossover.py measured the crossover)
+SDPA_MIN_TOKENS = 1024
 
 
 def _onednn_available() -> bool:
@@ -311,6 +314,11 @@ def _self_attention_fast(attn: "SelfAttention", x: Tensor, cis: Tensor) -> Tenso
     rot = torch.empty((2, B, H, N, d // 2), dtype=xc.dtype, device=x.device)
     torch.mul(xc, cis, out=rot)
     q, k = torch.view_as_real(rot).view(2, B, H, N, d).unbind(0)
+    if N >= SDPA_MIN_TOKENS:
+        # long sequences: the [N, N] score matrix of the loop below outgrows the caches; torch's
+        # fused CPU attention works in tiles instead (q already carries the softmax scale)
+        o = F.scaled_dot_product_attention(q, k, qkv[:, :, 2].transpose(1, 2), scale=1.0)
+        return _lin(o.transpose(1, 2).reshape(B, N, D), attn.proj.weight, attn.proj.bias)
     vt = qkv[:, :, 2].permute(0, 2, 3, 1).contiguous()  # [B, H, d, N]: weights of P @ V
     out = torch.empty((B, N, H, d), dtype=x.dtype, device=x.device)
     for b in range(B):
