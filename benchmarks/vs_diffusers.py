@@ -22,7 +22,8 @@ Printed, in one run:
 code as it was before the speed work; the outputs of the two agree to float rounding (printed).
 
     python benchmarks/vs_diffusers.py [--threads N] [--runs 9] [--loop-runs 5] [--steps 20]
-        [--generate-runs 3] [--no-generate] [--compile] [--out benchmarks/results/cpu_vs_diffusers.txt]
+        [--generate-runs 3] [--no-generate] [--compile] [--latents T,H,W]
+        [--out benchmarks/results/cpu_vs_diffusers.txt]
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ def memory_child(which: str, steps: int, threads: int) -> None:
 
 def run_memory(which: str, steps: int, threads: int) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--_memory-child", which, "--steps", str(steps),
-                           "--threads", str(threads)], capture_output=True, text=True)
+                           "--threads", str(threads), "--latents", ",".join(map(str, LATENTS[1:]))],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"memory child {which} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -199,9 +201,20 @@ def main() -> None:
     ap.add_argument("--generate-runs", type=int, default=3)
     ap.add_argument("--no-generate", action="store_true", help="skip the real-time factor (benchmarks/generate.py)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd models (reports compile time)")
+    ap.add_argument("--latents", default=None, metavar="T,H,W",
+                    help="latent frames, height, width (default 7,16,16: the default clip; 13,32,32 is 4 s of 256x256)")
     ap.add_argument("--out", default=None, help="also write the printed report to this file")
     ap.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.latents:
+        global LATENTS
+        try:
+            t, h, w = (int(v) for v in args.latents.split(","))
+        except ValueError:
+            raise SystemExit(f"--latents {args.latents!r}: expected three whole numbers T,H,W") from None
+        if min(t, h, w) < 1 or h % 2 or w % 2:
+            raise SystemExit(f"--latents {args.latents!r}: T, H, W must be positive, H and W even (patch 2x2)")
+        LATENTS = (LATENTS[0], t, h, w)
     threads = args.threads or torch.get_num_threads()
     if args.memory_child:
         memory_child(args.memory_child, args.steps, threads)
