@@ -3,7 +3,7 @@ weights stored as float16 in shards of at most 15 MiB (they load back as float32
 MiniLM recorded as the text encoder, and the model named.
 
     python scripts/ship_model.py runs/kinema-tiny/dit/final src/kinema/weights/kinema-tiny [--name kinema-tiny]
-        [--vae runs/decoder/final] [--steps N]
+        [--vae runs/decoder/final] [--steps N] [--sampler euler|heun|multistep]
 
 --vae ships another autoencoder with the transformer: one whose decoder was fine-tuned
 (`vae_trainable: "decoder"`), so its encoder and latent statistics must equal the trained one's.
@@ -28,9 +28,15 @@ def main() -> None:
     ap.add_argument("--vae", default=None, help="autoencoder folder to ship instead (same encoder, new decoder)")
     ap.add_argument("--steps", type=int, default=None,
                     help="default sampling steps to record (e.g. a few-step setting that passed kinema eval)")
+    ap.add_argument("--sampler", default=None,
+                    help="default sampler to record (one that passed kinema eval against the trained default)")
     args = ap.parse_args()
     if args.steps is not None and args.steps < 1:
         sys.exit("--steps: must be at least 1")
+    from kinema.diffusion.sampling import SAMPLERS
+
+    if args.sampler is not None and args.sampler not in SAMPLERS:
+        sys.exit(f"--sampler: {args.sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
 
     from kinema.models.text import TextEncoder
     from kinema.pipeline import Pipeline, _load_component
@@ -38,6 +44,8 @@ def main() -> None:
     from kinema.models.vae import CausalVideoVAE, VAEConfig
 
     root = Path(args.trained)
+    if not (root / "model_index.json").is_file():
+        sys.exit(f"{root}: not a trained pipeline folder (no model_index.json); pass OUT/final of `kinema train dit`")
     index = json.loads((root / "model_index.json").read_text())
     vae = _load_component(root, "vae", VAEConfig, CausalVideoVAE)
     if args.vae:
@@ -54,6 +62,8 @@ def main() -> None:
     defaults["model_name"] = args.name
     if args.steps is not None:
         defaults["steps"] = args.steps
+    if args.sampler is not None:
+        defaults["sampler"] = args.sampler
     pipe = Pipeline(vae, dit, text, defaults)
     out = pipe.save_pretrained(args.target, dtype=torch.float16, max_shard_mb=15.0)
     # The shipped model always uses the packaged MiniLM, whatever copy training read it from.

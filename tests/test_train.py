@@ -307,9 +307,13 @@ def test_ship_model_takes_a_decoder_fine_tune_and_refuses_another_latent_space(t
                                str(tmp_path / target), "--vae", str(vae / "final"), *extra],
                               env=_env(), capture_output=True, text=True)
 
-    done = ship(tmp_path / "dec", "shipped", "--steps", "3")
+    done = ship(tmp_path / "dec", "shipped", "--steps", "3", "--sampler", "multistep")
     assert done.returncode == 0, done.stderr
-    assert json.loads((tmp_path / "shipped" / "model_index.json").read_text())["defaults"]["steps"] == 3
+    defaults = json.loads((tmp_path / "shipped" / "model_index.json").read_text())["defaults"]
+    assert defaults["steps"] == 3 and defaults["sampler"] == "multistep"
+    unknown = ship(tmp_path / "dec", "unknown_sampler", "--sampler", "rk4")
+    assert unknown.returncode != 0 and "'rk4' is unknown" in unknown.stderr
+    assert not (tmp_path / "unknown_sampler").exists()
     name = "diffusion_pytorch_model.safetensors"
     tuned = load_file(str(tmp_path / "dec" / "final" / name))
     shipped = load_file(str(tmp_path / "shipped" / "vae" / name))
