@@ -317,7 +317,7 @@ def _self_attention_fast(attn: "SelfAttention", x: Tensor, cis: Tensor) -> Tenso
     if N >= SDPA_MIN_TOKENS:
         # long sequences: the [N, N] score matrix of the loop below outgrows the caches; torch's
         # fused CPU attention works in tiles instead (q already carries the softmax scale)
-        o = F.scaled_dot_product_attention(q, k, qkv[:, :, 2].transpose(1, 2), scale=1.0)
+        o = F.scaled_dot_product_attention(q, k, qkv[:, :, 2].transpose(1, 2), scale=1.0).to(x.dtype)  # autocast: bf16
         return _lin(o.transpose(1, 2).reshape(B, N, D), attn.proj.weight, attn.proj.bias)
     vt = qkv[:, :, 2].permute(0, 2, 3, 1).contiguous()  # [B, H, d, N]: weights of P @ V
     out = torch.empty((B, N, H, d), dtype=x.dtype, device=x.device)
