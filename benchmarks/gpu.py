@@ -28,6 +28,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from vs_diffusers import LATENTS, TEXT_DIM, TEXT_LEN, build_theirs, count_flops, euler_loop, load_ours  # noqa: E402
+from vs_diffusers import interleaved as interleaved_host  # noqa: E402
 
 LARGE = (8, 13, 32, 32)
 PROMPT = "a large red circle moves right on a navy background"
@@ -42,17 +43,8 @@ def synced(fn):
 
 
 def interleaved(fns: dict, runs: int, warmup: int = 3) -> dict[str, list[float]]:
-    fns = {k: synced(f) for k, f in fns.items()}
-    for _ in range(warmup):
-        for f in fns.values():
-            f()
-    times = {k: [] for k in fns}
-    for _ in range(runs):
-        for k, f in fns.items():
-            t = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t)
-    return times
+    """vs_diffusers' interleaved timing, each call waiting for the GPU to finish."""
+    return interleaved_host({k: synced(f) for k, f in fns.items()}, runs, warmup)
 
 
 def matmul_peak(dtype: torch.dtype, tf32: bool, n: int = 8192, runs: int = 10) -> float:
