@@ -12,7 +12,9 @@
 # from its weights), PRECISION (auto = bf16 on CUDA, fp32 on CPU; bf16 is about 2x faster on a CPU
 # with AVX512-BF16), VAE_LR / DIT_LR, WARMUP (steps), DIT_BUCKETS (a JSON list overriding the
 # preset's buckets), LATENT_CACHE_BATCHES (train the transformer from that many cached batches),
-# VAE_TRAINABLE (decoder: with INIT, fine-tune the autoencoder's decoder only, keeping its latent space).
+# VAE_TRAINABLE (decoder: with INIT, fine-tune the autoencoder's decoder only, keeping its latent space),
+# VAE_OBJECT_LOSS (object_loss_weight: extra loss averaged over foreground pixels), VAE_BUCKETS (a JSON
+# list overriding the autoencoder stage's buckets).
 set -euo pipefail
 OUT=${1:?usage: train_kinema_tiny.sh OUT_DIR}
 PRESET=${PRESET:-tiny}
@@ -40,7 +42,10 @@ dit_data="\"num_workers\": $WORKERS"
 
 vae_fields=""
 [ -n "${VAE_TRAINABLE:-}" ] && vae_fields=", \"vae_trainable\": \"$VAE_TRAINABLE\""
-echo "{\"time_limit_s\": $VAE_SECONDS, $common$vae_fields, \"optim\": {$vae_optim}, \"data\": {\"num_workers\": $WORKERS}}" > "$OUT/vae.json"
+[ -n "${VAE_OBJECT_LOSS:-}" ] && vae_fields="$vae_fields, \"object_loss_weight\": $VAE_OBJECT_LOSS"
+vae_data="\"num_workers\": $WORKERS"
+[ -n "${VAE_BUCKETS:-}" ] && vae_data="$vae_data, \"buckets\": $VAE_BUCKETS"
+echo "{\"time_limit_s\": $VAE_SECONDS, $common$vae_fields, \"optim\": {$vae_optim}, \"data\": {$vae_data}}" > "$OUT/vae.json"
 $KINEMA train vae --preset "$PRESET" --config "$OUT/vae.json" --out "$OUT/vae" --quiet
 
 echo "{\"time_limit_s\": $DIT_SECONDS, $common, \"optim\": {$dit_optim}, \"data\": {$dit_data}$te_field}" > "$OUT/dit.json"

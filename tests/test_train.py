@@ -83,6 +83,7 @@ def test_config_file_overrides(tmp_path):
     ({"stpes": 3}, "stpes"),
     ({"optim": {"learning_rate": 1}}, "optim.learning_rate"),
     ({"data": {"buckets": [[100, 100, 25]]}}, "100x100"),
+    ({"object_loss_weight": -1.0}, "object_loss_weight"),
 ])
 def test_bad_config_file_is_one_line_exit_2(tmp_path, capsys, body, named):
     f = tmp_path / "bad.json"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kinema.errors import KinemaError
-from kinema.models.vae import CausalVideoVAE, VAEConfig
+from kinema.models.vae import CausalVideoVAE, VAEConfig, foreground_mask
 
 
 def tiny_config(**kw) -> VAEConfig:
@@ -177,3 +177,29 @@ def test_motion_and_edge_loss_terms_add_l1_of_differences(vae):
         assert vae.loss(x, edge_weight=0.5)["loss"] == pytest.approx(float(base + 0.5 * edge), rel=1e-5)
         still = x[:, :, :1]
         assert vae.loss(still, motion_weight=2.0)["loss"] == pytest.approx(float(vae.loss(still)["loss"]))
+
+
+def test_foreground_mask_marks_objects_on_a_flat_background():
+    x = torch.full((1, 3, 2, 16, 16), -0.5)
+    x[:, :, 0, 4:8, 4:8] = torch.tensor([0.8, -0.6, -0.6])[:, None, None]   # a red square, frame 0
+    x[:, 2, 1, 10:12, 2:5] = 0.0                                            # a faint object, frame 1
+    mask = foreground_mask(x)
+    assert mask.shape == (1, 2, 16, 16)
+    assert mask[0, 0].sum() == 16 and mask[0, 0, 4:8, 4:8].all()
+    assert mask[0, 1].sum() == 6 and mask[0, 1, 10:12, 2:5].all()
+    assert not foreground_mask(torch.full((1, 3, 1, 8, 8), 0.3)).any()
+
+
+def test_object_loss_term_averages_over_foreground_of_input_and_reconstruction(vae):
+    vae.eval()
+    x = torch.full((1, 3, 5, 32, 32), -0.6)
+    x[:, 0, :, 8:16, 8:16] = 0.7
+    with torch.no_grad():
+        base = vae.loss(x)["loss"]
+        rec = vae.decode(vae.encode(x))
+        mask = foreground_mask(x) | foreground_mask(rec)
+        err = (rec - x).abs()
+        expected = ((err + err.pow(2)).mean(dim=1) * mask).sum() / mask.sum()
+        assert vae.loss(x, object_weight=0.3)["loss"] == pytest.approx(float(base + 0.3 * expected), rel=1e-5)
+        # the term charges object pixels far more than the whole-frame mean does
+        assert float(expected) > float(vae.loss(x)["recon"])

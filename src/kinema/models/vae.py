@@ -318,6 +318,15 @@ class Decoder(nn.Module):
 # ----- the autoencoder -------------------------------------------------------------------------
 
 
+def foreground_mask(x: Tensor, threshold: float = 0.1) -> Tensor:
+    """[B, T, H, W] bool: pixels whose colour differs from their frame's per-channel median by more
+    than `threshold` (in [-1, 1] units) in some channel. On flat backgrounds the median is the
+    background, so this marks the objects; the union with the reconstruction's mask also marks
+    ghosts, which a whole-frame mean barely charges for."""
+    median = x.flatten(3).median(dim=3).values[..., None, None]
+    return (x - median).abs().amax(dim=1) > threshold
+
+
 class CausalVideoVAE(nn.Module):
     """KL-regularised causal video autoencoder; `encode` is deterministic (posterior mean)."""
 
@@ -439,9 +448,10 @@ class CausalVideoVAE(nn.Module):
         return self.decoder(z), self.normalize(mean)
 
     def loss(self, x: Tensor, kl_weight: float = 1e-4, motion_weight: float = 0.0,
-             edge_weight: float = 0.0) -> dict[str, Tensor]:
+             edge_weight: float = 0.0, object_weight: float = 0.0) -> dict[str, Tensor]:
         """dict(loss, recon, reg): recon = MSE + L1 on pixels, plus L1 on frame-to-frame differences
-        (`motion_weight`) and on horizontal/vertical pixel differences (`edge_weight`); reg = mean
+        (`motion_weight`), on horizontal/vertical pixel differences (`edge_weight`) and MSE + L1
+        averaged over foreground pixels only (`object_weight`, see `foreground_mask`); reg = mean
         KL to N(0, 1).
 
         The difference terms exist because on mostly-flat frames a pixel loss is dominated by the
@@ -458,6 +468,11 @@ class CausalVideoVAE(nn.Module):
         if edge_weight > 0:
             recon = recon + edge_weight * (F.l1_loss(rec.diff(dim=3), x.diff(dim=3))
                                            + F.l1_loss(rec.diff(dim=4), x.diff(dim=4)))
+        if object_weight > 0:
+            mask = foreground_mask(x) | foreground_mask(rec.detach())
+            err = (rec - x).abs()
+            per_pixel = (err + err.pow(2)).mean(dim=1)
+            recon = recon + object_weight * (per_pixel * mask).sum() / mask.sum().clamp(min=1)
         reg = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
         return {"loss": recon + kl_weight * reg, "recon": recon, "reg": reg}
 

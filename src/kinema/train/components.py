@@ -73,19 +73,21 @@ class VAETrainModule(nn.Module):
     (the wrappers' hooks see it). mode: "loss" -> (loss, None); "recon" -> reconstruction from the
     posterior mean; "raw" -> raw (unnormalised) latents."""
 
-    def __init__(self, vae, kl_weight: float = 1e-4, motion_weight: float = 0.0, edge_weight: float = 0.0):
+    def __init__(self, vae, kl_weight: float = 1e-4, motion_weight: float = 0.0, edge_weight: float = 0.0,
+                 object_weight: float = 0.0):
         super().__init__()
         self.vae = vae
         self.kl_weight = kl_weight
         self.motion_weight = motion_weight
         self.edge_weight = edge_weight
+        self.object_weight = object_weight
 
     def forward(self, x: torch.Tensor, mode: str = "loss"):
         vae = self.vae
         if mode == "loss":
             if hasattr(vae, "loss"):
                 return vae.loss(x, kl_weight=self.kl_weight, motion_weight=self.motion_weight,
-                                edge_weight=self.edge_weight)["loss"]
+                                edge_weight=self.edge_weight, object_weight=self.object_weight)["loss"]
             recon, _ = vae(x)
             return F.mse_loss(recon.float(), x.float()) + F.l1_loss(recon.float(), x.float())
         if mode == "recon":

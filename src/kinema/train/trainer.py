@@ -166,7 +166,8 @@ class Trainer:
         if cfg.stage == "vae":
             self.vae = comp.build_vae(cfg.model)
             self.raw = comp.VAETrainModule(self.vae, kl_weight=cfg.kl_weight, motion_weight=cfg.motion_loss_weight,
-                                           edge_weight=cfg.edge_loss_weight).to(dev)
+                                           edge_weight=cfg.edge_loss_weight,
+                                           object_weight=cfg.object_loss_weight).to(dev)
         else:
             if cfg.vae:
                 self.vae_cpu = comp.load_vae(cfg.vae)
