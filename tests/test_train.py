@@ -61,6 +61,7 @@ def test_presets_resolve_and_tiny_recipe():
                 assert b[0] % 16 == 0 and b[1] % 16 == 0 and (b[2] - 1) % 4 == 0
     vae, dit = preset("tiny", "vae"), preset("tiny", "dit")
     assert vae.model["base_channels"] == 32 and vae.model["latent_channels"] == 8
+    assert (vae.motion_loss_weight, vae.edge_loss_weight, vae.object_loss_weight) == (1.0, 0.5, 0.3)
     assert (dit.model["hidden_size"], dit.model["depth"], dit.model["num_heads"]) == (256, 8, 4)
     shapes = {tuple(b[:3]) for b in dit.data.buckets}
     assert {(128, 128, 25), (224, 128, 25), (128, 224, 25), (176, 96, 25)} <= shapes

@@ -144,7 +144,7 @@ def _tiny_vae() -> TrainConfig:
         optim=OptimConfig(lr=5e-4, warmup_steps=500, batch_size=8, weight_decay=0.01, betas=[0.9, 0.99]),
         data=DataConfig(buckets=_TINY_VAE_BUCKETS, num_workers=2),
         steps=20_000, ema_decay=0.0, checkpoint_every=1000, keep_checkpoints=3, log_every=25,
-        latent_stats_batches=16, motion_loss_weight=1.0, edge_loss_weight=0.5,
+        latent_stats_batches=16, motion_loss_weight=1.0, edge_loss_weight=0.5, object_loss_weight=0.3,
     )
 
 
