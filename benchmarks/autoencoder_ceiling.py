@@ -17,6 +17,29 @@ import time
 import torch
 
 
+def render_for_autoencoder(spec, num_frames: int):
+    """`spec` rendered as uint8 [T, H, W, 3] with T = `num_frames` rounded up to the 1+4k frames the
+    autoencoder takes."""
+    from kinema.world import render
+    from kinema.world.spec import SceneSpec
+
+    spec = SceneSpec.from_dict(spec.to_dict())
+    spec.num_frames = 1 + 4 * ((num_frames - 1 + 3) // 4)
+    return render(spec)
+
+
+def round_trip(vae, frames, fps: float):
+    """uint8 frames [T, H, W, 3] (T = 1+4k) through encode/decode, back as uint8."""
+    import numpy as np
+
+    from kinema.video import Video
+
+    x = Video(frames, fps=fps).to_tensor()[None]
+    with torch.no_grad():
+        y = vae.decode(vae.encode(x)).clamp(-1, 1)[0]
+    return np.asarray(Video.from_tensor(y, fps=fps).frames)
+
+
 class AutoencoderRoundTrip:
     """A stand-in for a pipeline: 'generates' a prompt's intended scene through the VAE."""
 
@@ -26,16 +49,9 @@ class AutoencoderRoundTrip:
 
     def generate(self, prompt: str, *, num_frames: int, size: str, fps: float, seed: int = 0, **_):
         from kinema.video import Video
-        from kinema.world import render
-        from kinema.world.spec import SceneSpec
 
-        spec = SceneSpec.from_dict(self.specs[prompt].to_dict())
-        frames = 1 + 4 * ((num_frames - 1 + 3) // 4)  # the autoencoder takes 1+4k frames
-        spec.num_frames = frames
-        x = Video(render(spec), fps=fps).to_tensor()[None]
-        with torch.no_grad():
-            y = self.vae.decode(self.vae.encode(x)).clamp(-1, 1)[0, :, :num_frames]
-        return Video.from_tensor(y, fps=fps)
+        truth = render_for_autoencoder(self.specs[prompt], num_frames)
+        return Video(round_trip(self.vae, truth, fps)[:num_frames], fps=fps)
 
 
 def main() -> None:

@@ -10,19 +10,13 @@ is where moving objects blur and ghost.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
-import torch
 
-
-def round_trip(vae, frames: np.ndarray, fps: float) -> np.ndarray:
-    """frames [T, H, W, 3] uint8 (T = 1 + 4k) through encode/decode, back as uint8."""
-    from kinema.video import Video
-
-    x = Video(frames, fps=fps).to_tensor()[None]
-    with torch.no_grad():
-        y = vae.decode(vae.encode(x)).clamp(-1, 1)[0]
-    return np.asarray(Video.from_tensor(y, fps=fps).frames)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from autoencoder_ceiling import render_for_autoencoder, round_trip  # noqa: E402
 
 
 def sheet(rows: list[tuple[str, list[np.ndarray]]], path: str, scale: int = 1) -> None:
@@ -57,8 +51,6 @@ def main() -> None:
 
     from kinema.eval.prompts import benchmark_items
     from kinema.train.components import load_vae
-    from kinema.world import render
-    from kinema.world.spec import SceneSpec
 
     vaes = []
     for item in args.vae:
@@ -72,12 +64,10 @@ def main() -> None:
         raise SystemExit(f"no benchmark items in category {args.category!r}, split {args.split!r}")
     rows = []
     for item in items[: args.n]:
-        spec = SceneSpec.from_dict(item.spec.to_dict())
-        spec.num_frames = 1 + 4 * ((max(shown) + 4) // 4)
-        truth = render(spec)
+        truth = render_for_autoencoder(item.spec, max(shown) + 1)
         rows.append((" ".join(item.prompt.split()[1:6]), [truth[i] for i in shown]))
         for name, vae in vaes:
-            rec = round_trip(vae, truth, spec.fps)
+            rec = round_trip(vae, truth, item.spec.fps)
             rows.append((f"  {name}", [rec[i] for i in shown]))
     sheet(rows, args.out, scale=args.scale)
     print(f"{len(items[: args.n])} scenes x {len(vaes)} autoencoders -> {args.out}")
