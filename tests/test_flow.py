@@ -308,3 +308,31 @@ def test_sampler_edit_starts_from_noised_init():
         sample(model, noise, torch.zeros(1, 1, 4), torch.ones(1, 1, dtype=torch.bool), start_t=0.5)
     with pytest.raises(ValueError):
         sample(model, noise, torch.zeros(1, 1, 4), torch.ones(1, 1, dtype=torch.bool), sampler="ddim")
+
+
+def test_flow_matching_loss_object_weight_adds_the_error_over_foreground_positions():
+    g = torch.Generator().manual_seed(4)
+    x0 = torch.randn(2, 3, 4, 4, 4, generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    states, mask = torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool)
+    cond = torch.tensor([[True, False, False, False], [False, False, False, False]])
+    t = torch.tensor([0.3, 0.7])
+    model = Recorder(0.5)
+
+    def foreground(z):  # "objects": positions whose channel 0 is above 1
+        return z[:, 0] > 1.0
+
+    base = flow_matching_loss(model, x0, states, mask, cond_mask=cond, timesteps=t, noise=noise)
+    loss = flow_matching_loss(model, x0, states, mask, cond_mask=cond, timesteps=t, noise=noise,
+                              foreground_fn=foreground, object_weight=2.0)
+    tt = torch.tensor([[0.0, 0.3, 0.3, 0.3], [0.7, 0.7, 0.7, 0.7]])
+    x_t = (1 - tt[:, None, :, None, None]) * x0 + tt[:, None, :, None, None] * noise
+    implied = x_t - tt[:, None, :, None, None] * 0.5  # x_t - t * prediction
+    fg = (foreground(x0) | foreground(implied)) & ~cond[:, :, None, None]
+    err = (0.5 - (noise - x0)) ** 2
+    expected = base.detach() + 2.0 * (err * fg[:, None]).sum() / (fg.sum() * 3)
+    assert 0 < fg.float().mean() < 1
+    assert loss.item() == pytest.approx(float(expected), rel=1e-5)
+    # without a foreground function, or at weight 0, the loss is the plain flow loss
+    assert flow_matching_loss(model, x0, states, mask, cond_mask=cond, timesteps=t, noise=noise,
+                              foreground_fn=foreground, object_weight=0.0).item() == base.item()

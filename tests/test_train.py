@@ -335,3 +335,23 @@ def test_init_that_does_not_fit_is_a_clear_error(tmp_path, capsys, vae_run, dit_
                    "--out", str(tmp_path / f"o{len(named)}"), "--quiet"])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and named in err, err
+
+
+def test_dit_object_loss_charges_more_on_the_same_draws_and_needs_world_data(tmp_path, capsys, vae_run):
+    vae = str(vae_run / "final")
+
+    def first_loss(name: str, **fields) -> float:
+        cfg = tmp_path / f"{name}.json"
+        cfg.write_text(json.dumps({"steps": 1, "ema_decay": 0.0, **fields}))
+        out = tmp_path / name
+        assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", vae, "--out", str(out),
+                     "--quiet"]) == 0
+        return _steps(out)[0]["loss"]
+
+    plain, weighted = first_loss("plain"), first_loss("objects", object_loss_weight=1.0)
+    assert weighted > plain  # the same draws, plus a non-negative term over the objects
+    cfg = tmp_path / "folder.json"
+    cfg.write_text(json.dumps({"object_loss_weight": 1.0, "data": {"source": str(tmp_path)}}))
+    assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", vae,
+                 "--out", str(tmp_path / "none"), "--quiet"]) == 2
+    assert "object_loss_weight" in capsys.readouterr().err

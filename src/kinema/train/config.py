@@ -71,7 +71,9 @@ class TrainConfig:
     kl_weight: float = 1e-4            # loss = MSE + L1 + kl_weight * KL(posterior || N(0, 1))
     motion_loss_weight: float = 0.0    # + this * L1 of frame-to-frame differences (sharp moving objects)
     edge_loss_weight: float = 0.0      # + this * L1 of neighbouring-pixel differences (sharp edges)
-    object_loss_weight: float = 0.0    # + this * (MSE + L1) averaged over foreground pixels (objects, ghosts)
+    object_loss_weight: float = 0.0    # vae: + this * (MSE + L1) averaged over foreground pixels (objects, ghosts);
+                                       # dit (world data): + this * the flow loss averaged over latent positions
+                                       # that hold an object, in the clip or in the prediction
     vae_trainable: str = "all"         # "all" | "decoder": keep the encoder (and latent statistics) of
                                        # `init`, so the latent space, and a transformer trained on it, stay valid
     latent_stats_batches: int = 8      # batches for the per-channel latent mean/std at the end
@@ -286,6 +288,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.motion_loss_weight >= 0, "motion_loss_weight: must be >= 0")
     need(cfg.edge_loss_weight >= 0, "edge_loss_weight: must be >= 0")
     need(cfg.object_loss_weight >= 0, "object_loss_weight: must be >= 0")
+    need(cfg.stage != "dit" or cfg.object_loss_weight == 0 or cfg.data.source == "world",
+         "object_loss_weight: the transformer's object loss finds objects against the world's flat "
+         "backgrounds, so it needs data.source \"world\"; set it to 0 for a folder of clips")
     need(cfg.guidance_distill >= 0, "guidance_distill: must be >= 0")
     need(cfg.guidance_distill == 0 or cfg.stage != "dit" or bool(cfg.init),
          "guidance_distill: distillation learns from a teacher, so it needs `init` weights")

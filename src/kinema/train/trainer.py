@@ -113,6 +113,7 @@ class Trainer:
         self.window = {"loss": 0.0, "steps": 0, "samples": 0}
         self.ema: EMA | None = None
         self.teacher: nn.Module | None = None  # guidance distillation
+        self.foreground = None  # dit object loss: latents -> where the objects are
         self.pbar = None
         self.metrics_path = self.out / "metrics.jsonl"
 
@@ -189,6 +190,8 @@ class Trainer:
                 self.text.eval()
             tdim = comp.text_dim_of(self.text)
             self.dit_cfg = comp.dit_config(cfg.model, self.vae_cpu.config.latent_channels, tdim)
+            if cfg.object_loss_weight > 0:
+                self.foreground = self._latent_foreground()
             torch.manual_seed(cfg.seed)
             self.raw = comp.build_dit(self.dit_cfg).to(dev)
         if cfg.init:  # a checkpoint, when resuming, replaces these weights right after
@@ -225,6 +228,17 @@ class Trainer:
                  f"{self.info.world_size} process(es) on {dev.type}"
                  + (f", {cfg.parallel}" if self.info.enabled else "")
                  + (", bf16 autocast" if self.amp_dtype else ""))
+
+    def _latent_foreground(self):
+        from ..world.spec import BACKGROUNDS
+        from .latent_foreground import LatentForeground
+
+        def encode(video):
+            with torch.no_grad(), self.autocast():
+                return self.vae.encode(video.to(self.device))
+
+        vc = self.vae_cpu.config
+        return LatentForeground(encode, BACKGROUNDS.values(), vc.spatial_downsample, vc.temporal_downsample)
 
     # ----- data -----------------------------------------------------------------------------
     def _stream(self, seed: int, start: int):
@@ -329,7 +343,8 @@ class Trainer:
                 return guided_velocity(self.teacher, x_t, tt, *both, self.cfg.guidance_distill).float()
         with self.autocast():
             loss = flow_matching_loss(self.model, z, states, mask, cond_mask=cond, generator=self.gen,
-                                      target_fn=target_fn)
+                                      target_fn=target_fn, foreground_fn=self.foreground,
+                                      object_weight=self.cfg.object_loss_weight)
         return loss.float(), b
 
     def _no_sync(self, last: bool):
