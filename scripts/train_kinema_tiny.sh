@@ -14,7 +14,8 @@
 # preset's buckets), LATENT_CACHE_BATCHES (train the transformer from that many cached batches),
 # VAE_TRAINABLE (decoder: with INIT, fine-tune the autoencoder's decoder only, keeping its latent space),
 # VAE_OBJECT_LOSS (object_loss_weight: extra loss averaged over foreground pixels), VAE_BUCKETS (a JSON
-# list overriding the autoencoder stage's buckets).
+# list overriding the autoencoder stage's buckets), DIT_OBJECT_LOSS (the transformer stage's
+# object_loss_weight: extra flow loss averaged over latent positions that hold an object).
 set -euo pipefail
 OUT=${1:?usage: train_kinema_tiny.sh OUT_DIR}
 PRESET=${PRESET:-tiny}
@@ -48,7 +49,9 @@ vae_data="\"num_workers\": $WORKERS"
 echo "{\"time_limit_s\": $VAE_SECONDS, $common$vae_fields, \"optim\": {$vae_optim}, \"data\": {$vae_data}}" > "$OUT/vae.json"
 $KINEMA train vae --preset "$PRESET" --config "$OUT/vae.json" --out "$OUT/vae" --quiet
 
-echo "{\"time_limit_s\": $DIT_SECONDS, $common, \"optim\": {$dit_optim}, \"data\": {$dit_data}$te_field}" > "$OUT/dit.json"
+dit_fields=""
+[ -n "${DIT_OBJECT_LOSS:-}" ] && dit_fields=", \"object_loss_weight\": $DIT_OBJECT_LOSS"
+echo "{\"time_limit_s\": $DIT_SECONDS, $common$dit_fields, \"optim\": {$dit_optim}, \"data\": {$dit_data}$te_field}" > "$OUT/dit.json"
 $KINEMA train dit --preset "$PRESET" --config "$OUT/dit.json" --vae "$OUT/vae/final" --out "$OUT/dit" --quiet
 
 $PY scripts/ship_model.py "$OUT/dit/final" "$OUT/kinema-tiny" ${TEXT_ENCODER:+--text-encoder "$TEXT_ENCODER"}
