@@ -229,16 +229,18 @@ class Trainer:
                  + (f", {cfg.parallel}" if self.info.enabled else "")
                  + (", bf16 autocast" if self.amp_dtype else ""))
 
+    def _encode_latents(self, video: torch.Tensor) -> torch.Tensor:
+        """Clips (uint8 or float in [-1, 1]) -> the frozen autoencoder's float32 latents, on the device."""
+        with torch.no_grad(), self.autocast():
+            return self.vae.encode(_video_on(video, self.device)).float()
+
     def _latent_foreground(self):
         from ..world.spec import BACKGROUNDS
         from .latent_foreground import LatentForeground
 
-        def encode(video):
-            with torch.no_grad(), self.autocast():
-                return self.vae.encode(video.to(self.device))
-
         vc = self.vae_cpu.config
-        return LatentForeground(encode, BACKGROUNDS.values(), vc.spatial_downsample, vc.temporal_downsample)
+        return LatentForeground(self._encode_latents, BACKGROUNDS.values(), vc.spatial_downsample,
+                                vc.temporal_downsample)
 
     # ----- data -----------------------------------------------------------------------------
     def _stream(self, seed: int, start: int):
@@ -284,13 +286,8 @@ class Trainer:
                 self.log(f"kinema train: encoding {cfg.data.latent_cache_batches} batches into the latent cache {root}")
             D.barrier(self.info)
             items = self._loader(self._stream(cfg.seed, 0))
-
-            def encode(video):
-                with torch.no_grad(), self.autocast():
-                    return self.vae.encode(_video_on(video, self.device)).float()
-
             shards = lc.build_shards(root, self.info.rank, self.info.world_size, cfg.data.latent_cache_batches,
-                                     items, encode)
+                                     items, self._encode_latents)
             all_shards = D.all_gather_objects(self.info, shards)
             if self.info.is_main:
                 lc.write_manifest(root, key, [s for part in all_shards for s in part], cfg.data.latent_cache_batches)
@@ -321,9 +318,7 @@ class Trainer:
         if "latents" in batch:
             z = batch["latents"].to(dev, non_blocking=True).float()
         else:
-            with torch.no_grad(), self.autocast():
-                z = self.vae.encode(_video_on(batch["video"], dev))
-            z = z.float()
+            z = self._encode_latents(batch["video"])
         captions = list(batch["caption"])
         b = z.shape[0]
         drop = torch.rand(b, generator=self.gen) < self.cfg.caption_dropout
