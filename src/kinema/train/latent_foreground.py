@@ -34,7 +34,8 @@ class LatentForeground:
         self._references: dict[tuple[int, int, int], Tensor] = {}
 
     def reference(self, t: int, h: int, w: int) -> Tensor:
-        """Latents [K, C, t, h, w] of empty clips, one per background colour, encoded once per size."""
+        """Latents [K, C, t, h, w] of empty clips, one per background colour, encoded once per size
+        and kept where the encoder put them (the training device: no copy each step)."""
         key = (t, h, w)
         if key not in self._references:
             frames = 1 + self.temporal_factor * (t - 1)
@@ -44,7 +45,7 @@ class LatentForeground:
                 rgb = torch.tensor(color, dtype=torch.float32) / 127.5 - 1.0
                 clip = rgb[None, :, None, None, None].expand(1, 3, *size).contiguous()
                 with torch.no_grad():
-                    refs.append(self.encode(clip).float().cpu())
+                    refs.append(self.encode(clip).float())
             self._references[key] = torch.cat(refs)
         return self._references[key]
 
