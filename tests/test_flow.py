@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from kinema.diffusion.flow import (add_noise, flow_matching_loss, num_tokens_for, random_condition_mask,
-                                   sample_timesteps, shift_for_tokens, time_shift)
+from kinema.diffusion.flow import (add_noise, flow_matching_loss, flow_matching_loss_terms, num_tokens_for,
+                                   random_condition_mask, sample_timesteps, shift_for_tokens, time_shift)
 from kinema.diffusion.sampling import edit_schedule, sample, timestep_schedule
 
 
@@ -330,9 +330,17 @@ def test_flow_matching_loss_object_weight_adds_the_error_over_foreground_positio
     implied = x_t - tt[:, None, :, None, None] * 0.5  # x_t - t * prediction
     fg = (foreground(x0) | foreground(implied)) & ~cond[:, :, None, None]
     err = (0.5 - (noise - x0)) ** 2
-    expected = base.detach() + 2.0 * (err * fg[:, None]).sum() / (fg.sum() * 3)
+    object_error = (err * fg[:, None]).sum() / (fg.sum() * 3)
+    expected = base.detach() + 2.0 * object_error
     assert 0 < fg.float().mean() < 1
     assert loss.item() == pytest.approx(float(expected), rel=1e-5)
+    # the terms apart, as training logs them
+    terms = flow_matching_loss_terms(model, x0, states, mask, cond_mask=cond, timesteps=t, noise=noise,
+                                     foreground_fn=foreground, object_weight=2.0)
+    assert terms.flow.item() == base.item()
+    assert terms.object.item() == pytest.approx(float(object_error), rel=1e-5)
+    assert terms.total.item() == loss.item()
+    assert flow_matching_loss_terms(model, x0, states, mask, cond_mask=cond, timesteps=t, noise=noise).object is None
     # without a foreground function, or at weight 0, the loss is the plain flow loss
     assert flow_matching_loss(model, x0, states, mask, cond_mask=cond, timesteps=t, noise=noise,
                               foreground_fn=foreground, object_weight=0.0).item() == base.item()

@@ -346,10 +346,15 @@ def test_dit_object_loss_charges_more_on_the_same_draws_and_needs_world_data(tmp
         out = tmp_path / name
         assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", vae, "--out", str(out),
                      "--quiet"]) == 0
-        return _steps(out)[0]["loss"]
+        return _steps(out)[0]
 
     plain, weighted = first_loss("plain"), first_loss("objects", object_loss_weight=1.0)
-    assert weighted > plain  # the same draws, plus a non-negative term over the objects
+    assert weighted["loss"] > plain["loss"]  # the same draws, plus a non-negative term over the objects
+    # the log keeps the terms apart: the flow term is the plain run's loss, so curves stay comparable
+    assert "flow_loss" not in plain and "object_loss" not in plain
+    assert weighted["flow_loss"] == pytest.approx(plain["loss"], rel=1e-6)
+    assert weighted["object_loss"] > 0
+    assert weighted["loss"] == pytest.approx(weighted["flow_loss"] + weighted["object_loss"], rel=1e-6)
     cfg = tmp_path / "folder.json"
     cfg.write_text(json.dumps({"object_loss_weight": 1.0, "data": {"source": str(tmp_path)}}))
     assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", vae,

@@ -13,6 +13,7 @@ one model does text->video, image->video, extension, connection and loops.
 
 from __future__ import annotations
 
+from typing import NamedTuple
 
 import torch
 
@@ -25,6 +26,8 @@ __all__ = [
     "random_condition_mask",
     "frame_timesteps",
     "flow_matching_loss",
+    "flow_matching_loss_terms",
+    "FlowLossTerms",
 ]
 
 
@@ -138,12 +141,30 @@ def frame_timesteps(t: torch.Tensor, latent_frames: int, cond_mask: torch.Tensor
     return tt
 
 
+class FlowLossTerms(NamedTuple):
+    """`total` = `flow` + object_weight * `object`; `object` is None without the object term."""
+
+    total: torch.Tensor
+    flow: torch.Tensor
+    object: torch.Tensor | None
+
+
 def flow_matching_loss(model, x0: torch.Tensor, text_states: torch.Tensor, text_mask: torch.Tensor,
                        cond_mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
                        timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                        patch_size=(1, 2, 2), target_fn=None, foreground_fn=None,
                        object_weight: float = 0.0) -> torch.Tensor:
-    """Rectified-flow loss for latents x0 [B, C, T, H, W].
+    """The training loss; see `flow_matching_loss_terms`."""
+    return flow_matching_loss_terms(model, x0, text_states, text_mask, cond_mask, generator, timesteps, noise,
+                                    patch_size, target_fn, foreground_fn, object_weight).total
+
+
+def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor, text_mask: torch.Tensor,
+                             cond_mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                             timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                             patch_size=(1, 2, 2), target_fn=None, foreground_fn=None,
+                             object_weight: float = 0.0) -> FlowLossTerms:
+    """Rectified-flow loss for latents x0 [B, C, T, H, W], with its terms apart for logging.
 
     Each sample draws one t (logit-normal, shifted for its token count) shared by its generated
     frames; frames with cond_mask [B, T] True are given: t = 0, clean in x_t, and left out of the
@@ -182,11 +203,11 @@ def flow_matching_loss(model, x0: torch.Tensor, text_states: torch.Tensor, text_
     weight = (~cond_mask).to(err.dtype)[:, None, :, None, None]
     denom = weight.sum() * c * h * w
     loss = (err * weight).sum() / denom.clamp_min(1.0)
-    if object_weight > 0 and foreground_fn is not None:
-        with torch.no_grad():
-            implied_x0 = x_t.float() - tt.float()[:, None, :, None, None] * pred.float()
-            fg = foreground_fn(x0.float()) | foreground_fn(implied_x0)
-            fg_weight = weight[:, 0] * fg.to(err.dtype)  # [B, T, H, W], generated frames only
-        fg_err = (err * fg_weight[:, None]).sum() / (fg_weight.sum() * c).clamp_min(1.0)
-        loss = loss + object_weight * fg_err
-    return loss
+    if not (object_weight > 0 and foreground_fn is not None):
+        return FlowLossTerms(loss, loss, None)
+    with torch.no_grad():
+        implied_x0 = x_t.float() - tt.float()[:, None, :, None, None] * pred.float()
+        fg = foreground_fn(x0.float()) | foreground_fn(implied_x0)
+        fg_weight = weight[:, 0] * fg.to(err.dtype)  # [B, T, H, W], generated frames only
+    fg_err = (err * fg_weight[:, None]).sum() / (fg_weight.sum() * c).clamp_min(1.0)
+    return FlowLossTerms(loss + object_weight * fg_err, loss, fg_err)

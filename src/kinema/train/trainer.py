@@ -111,6 +111,8 @@ class Trainer:
         self.position = 0  # batches this process has consumed
         self.elapsed_before = 0.0
         self.window = {"loss": 0.0, "steps": 0, "samples": 0}
+        self._terms: dict[str, torch.Tensor] = {}  # the last batch's loss terms, when the loss has several
+        self._wterms: dict[str, torch.Tensor] = {}  # their sums over the log window
         self.ema: EMA | None = None
         self.teacher: nn.Module | None = None  # guidance distillation
         self.foreground = None  # dit object loss: latents -> where the objects are
@@ -306,6 +308,7 @@ class Trainer:
 
     # ----- one step -------------------------------------------------------------------------
     def _loss(self, batch: dict) -> tuple[torch.Tensor, int]:
+        """This batch's loss and size; the DiT's flow and object terms go to `self._terms` for the log."""
         dev = self.device
         if self.cfg.stage == "vae":
             x = _video_on(batch["video"], dev)
@@ -313,7 +316,7 @@ class Trainer:
                 loss = self.model(x, "loss")
             self._last_x = x
             return loss.float(), x.shape[0]
-        from ..diffusion.flow import flow_matching_loss, random_condition_mask
+        from ..diffusion.flow import flow_matching_loss_terms, random_condition_mask
 
         if "latents" in batch:
             z = batch["latents"].to(dev, non_blocking=True).float()
@@ -337,10 +340,12 @@ class Trainer:
             def target_fn(x_t, tt):
                 return guided_velocity(self.teacher, x_t, tt, *both, self.cfg.guidance_distill).float()
         with self.autocast():
-            loss = flow_matching_loss(self.model, z, states, mask, cond_mask=cond, generator=self.gen,
-                                      target_fn=target_fn, foreground_fn=self.foreground,
-                                      object_weight=self.cfg.object_loss_weight)
-        return loss.float(), b
+            terms = flow_matching_loss_terms(self.model, z, states, mask, cond_mask=cond, generator=self.gen,
+                                             target_fn=target_fn, foreground_fn=self.foreground,
+                                             object_weight=self.cfg.object_loss_weight)
+        if terms.object is not None:
+            self._terms = {"flow_loss": terms.flow.detach(), "object_loss": terms.object.detach()}
+        return terms.total.float(), b
 
     def _no_sync(self, last: bool):
         if last or not self.info.enabled:
@@ -386,7 +391,8 @@ class Trainer:
             opt_t, opt_meta = ckpt.flatten_optimizer(opt_sd)
             ckpt.save_tensors(tmp / "optimizer.safetensors", opt_t)
             ckpt.write_json(tmp / "optimizer.json", opt_meta)
-        window = D.all_gather_objects(self.info, dict(self.window, loss=float(self._wloss)))
+        window = D.all_gather_objects(self.info, dict(self.window, loss=float(self._wloss),
+                                                      **{k: float(v) for k, v in self._wterms.items()}))
         D.barrier(self.info)
         if self.info.is_main:
             state = {
@@ -581,6 +587,8 @@ class Trainer:
                              dynamic_ncols=True)
         batches = self._batches() if self.step < cfg.steps else iter(())
         self._wloss = torch.tensor(float(self.window.get("loss", 0.0)), dtype=torch.float64, device=self.device)
+        self._wterms = {k: torch.tensor(float(v), dtype=torch.float64, device=self.device)
+                        for k, v in self.window.items() if k.endswith("_loss")}
         win_t = time.time()
         last = {}
         accum = cfg.optim.grad_accum
@@ -598,6 +606,8 @@ class Trainer:
                     (loss / accum).backward()
                 # summed on the device: no host sync per step
                 self._wloss = self._wloss + loss.detach().double() / accum
+                for k, v in self._terms.items():
+                    self._wterms[k] = self._wterms.get(k, 0.0) + v.double() / accum
                 samples += n
             gn = None
             if cfg.optim.grad_clip > 0:
@@ -650,8 +660,10 @@ class Trainer:
 
     def _log_window(self, lr: float, grad_norm: float, seconds: float) -> dict:
         w = self.window
-        loss = float(self._wloss) / max(1, w["steps"])
-        vals = [loss, float(w["samples"]), grad_norm]
+        steps = max(1, w["steps"])
+        term_names = sorted(self._wterms)
+        vals = [float(self._wloss) / steps, float(w["samples"]), grad_norm]
+        vals += [float(self._wterms[k]) / steps for k in term_names]
         psnr = None
         if self.cfg.stage == "vae":
             with torch.no_grad(), self.autocast():
@@ -661,11 +673,14 @@ class Trainer:
         samples = vals[1] * self.info.world_size
         record = {"step": self.step, "loss": vals[0], "lr": lr, "grad_norm": vals[2],
                   "samples_per_s": samples / max(seconds, 1e-9), "elapsed": round(self.elapsed(), 3)}
+        record.update(zip(term_names, vals[3:3 + len(term_names)]))
         if self.cfg.stage == "vae":
-            psnr = vals[3]
+            psnr = vals[-1]
             record["psnr"] = psnr
         self.write_metrics(record)
         msg = f"step {self.step}/{self.cfg.steps} loss {vals[0]:.4f} lr {lr:.2e} {record['samples_per_s']:.1f} samples/s"
+        if term_names:
+            msg += " (" + ", ".join(f"{k.removesuffix('_loss')} {record[k]:.4f}" for k in term_names) + ")"
         if psnr is not None:
             msg += f" psnr {psnr:.2f}"
         if self.pbar is not None:
@@ -674,6 +689,7 @@ class Trainer:
             self.log(msg)
         self.window = {"loss": 0.0, "steps": 0, "samples": 0}
         self._wloss.zero_()
+        self._wterms = {}
         return record
 
 
