@@ -176,6 +176,29 @@ def test_dit_resume_after_kill_matches_uninterrupted_run(tmp_path, vae_run, dit_
             torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
 
 
+def test_dit_resume_mid_log_window_with_pruned_checkpoints(tmp_path, vae_run):
+    # killed in the middle of a log window, with the object loss on: the resumed run logs the same loss
+    # and loss terms, and it ends cleanly although later checkpoints pruned the one it resumed from
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"steps": 4, "log_every": 2, "checkpoint_every": 1, "keep_checkpoints": 2,
+                             "object_loss_weight": 1.0}))
+    args = ["train", "dit", "--preset", "smoke", "--config", str(f), "--vae", str(vae_run / "final"), "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "whole")]) == 0
+    env = _env()
+    env["KINEMA_TRAIN_DIE_AFTER_CHECKPOINT"] = "1"
+    proc = subprocess.run([sys.executable, "-m", "kinema.cli", *args, "--out", str(tmp_path / "killed")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 137, proc.stderr
+    assert main(args + ["--out", str(tmp_path / "killed"), "--resume"]) == 0
+    a, b = _steps(tmp_path / "whole"), _steps(tmp_path / "killed")
+    assert [r["step"] for r in b] == [2, 4]
+    for ra, rb in zip(a, b):
+        for key in ("loss", "flow_loss", "object_loss"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-6), key
+    assert sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir()) == ["step_00000003",
+                                                                                      "step_00000004"]
+
+
 def test_dit_latent_cache(tmp_path, vae_run):
     f = tmp_path / "c.json"
     f.write_text(json.dumps({"data": {"latent_cache": True, "latent_cache_batches": 3}, "optim": {"grad_accum": 2}}))

@@ -570,8 +570,10 @@ class Trainer:
             self.dataset = self._stream(cfg.seed, 0)  # a folder's index is validated here
         self._build()
         self._seed_process()
+        resumed_step = None
         if latest is not None:
             self.load_checkpoint(latest)
+            resumed_step = self.step  # `latest` itself may be pruned by later checkpoints
             self._trim_metrics()
         elif self.resume:
             self.log(f"kinema train: no checkpoint in {self.out} yet: starting from step 0")
@@ -642,7 +644,7 @@ class Trainer:
         result: dict[str, Any] = {"step": self.step, "out": str(self.out), **last}
         if cfg.stage == "vae":
             result.update(self.finish_vae())
-        elif latest is not None and self.step == int(ckpt.read_json(latest / ckpt.STATE_FILE)["step"]):
+        elif latest is not None and self.step == resumed_step:
             # resumed at the end: make sure the export exists
             if not (self.out / "final").exists():
                 from torch.distributed.checkpoint.state_dict import get_model_state_dict
