@@ -1,6 +1,8 @@
 """Training curves of a model's successive runs, one after another: the autoencoder's PSNR and
 the transformer's loss per logged window, against the optimiser steps taken so far. Each run is a
 `kinema train` metrics.jsonl; runs of one stage are drawn in order, as the fine-tunes were made.
+A transformer run with the object term logs its flow part apart (`flow_loss`); that part is drawn,
+so the curve compares with runs without the term.
 
     python benchmarks/plot_training.py -o curves.png \\
         --vae v0=PATH/train_vae_metrics.jsonl --vae v1=... --dit v0=... --dit v1=...
@@ -15,16 +17,15 @@ import json
 from pathlib import Path
 
 
-def read_windows(path: Path, key: str) -> list[tuple[int, float]]:
-    """(step, value) of every logged training window that has `key`."""
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if "event" not in record and key in record:
-            rows.append((int(record["step"]), float(record[key])))
-    if not rows:
-        raise SystemExit(f"{path}: no training windows with {key!r}")
-    return rows
+def read_windows(path: Path, keys: tuple[str, ...]) -> tuple[str, list[tuple[int, float]]]:
+    """The first of `keys` that the run logs, and (step, value) of every training window with it."""
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    records = [r for r in records if "event" not in r]
+    for key in keys:
+        rows = [(int(r["step"]), float(r[key])) for r in records if key in r]
+        if rows:
+            return key, rows
+    raise SystemExit(f"{path}: no training windows with {' or '.join(map(repr, keys))}")
 
 
 def smooth(values: list[float], width: int) -> list[float]:
@@ -37,13 +38,16 @@ def smooth(values: list[float], width: int) -> list[float]:
     return out
 
 
-def draw(ax, runs: list[tuple[str, Path]], key: str, title: str, ylabel: str, width: int, log: bool) -> None:
+def draw(ax, runs: list[tuple[str, Path]], keys: tuple[str, ...], title: str, ylabel: str, width: int,
+         log: bool) -> None:
     offset = 0
     for name, path in runs:
-        rows = read_windows(path, key)
+        key, rows = read_windows(path, keys)
         steps = [offset + s for s, _ in rows]
+        note = "" if key == keys[-1] else f", {key}"
         ax.plot(steps, [v for _, v in rows], color="0.85", linewidth=0.8)
-        ax.plot(steps, smooth([v for _, v in rows], width), linewidth=1.6, label=f"{name} ({rows[-1][0]:,} steps)")
+        ax.plot(steps, smooth([v for _, v in rows], width), linewidth=1.6,
+                label=f"{name} ({rows[-1][0]:,} steps{note})")
         offset = steps[-1]
         ax.axvline(offset, color="0.6", linestyle=":", linewidth=0.8)
     ax.set_title(title)
@@ -77,14 +81,15 @@ def main() -> None:
             runs.append((name, Path(path)))
         return runs
 
-    panels = [(parse(args.vae), "psnr", "autoencoder: reconstruction PSNR (training batches)", "PSNR, dB", False),
-              (parse(args.dit), "loss", "transformer: rectified-flow loss", "loss (log scale)", True)]
+    panels = [(parse(args.vae), ("psnr",), "autoencoder: reconstruction PSNR (training batches)", "PSNR, dB", False),
+              (parse(args.dit), ("flow_loss", "loss"), "transformer: rectified-flow loss", "loss (log scale)",
+               True)]
     panels = [p for p in panels if p[0]]
     if not panels:
         raise SystemExit("give at least one --vae or --dit run")
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
-    for ax, (runs, key, title, ylabel, log) in zip(axes[0], panels):
-        draw(ax, runs, key, title, ylabel, args.smooth, log)
+    for ax, (runs, keys, title, ylabel, log) in zip(axes[0], panels):
+        draw(ax, runs, keys, title, ylabel, args.smooth, log)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
