@@ -112,7 +112,7 @@ class Trainer:
         self.elapsed_before = 0.0
         self.window = {"loss": 0.0, "steps": 0, "samples": 0}
         self._terms: dict[str, torch.Tensor] = {}  # the last batch's loss terms, when the loss has several
-        self._wterms: dict[str, torch.Tensor] = {}  # their sums over the log window
+        self._wsums: dict[str, torch.Tensor] = {}  # "loss" and those terms summed over the log window, on the device
         self.ema: EMA | None = None
         self.teacher: nn.Module | None = None  # guidance distillation
         self.foreground = None  # dit object loss: latents -> where the objects are
@@ -391,8 +391,7 @@ class Trainer:
             opt_t, opt_meta = ckpt.flatten_optimizer(opt_sd)
             ckpt.save_tensors(tmp / "optimizer.safetensors", opt_t)
             ckpt.write_json(tmp / "optimizer.json", opt_meta)
-        window = D.all_gather_objects(self.info, dict(self.window, loss=float(self._wloss),
-                                                      **{k: float(v) for k, v in self._wterms.items()}))
+        window = D.all_gather_objects(self.info, dict(self.window, **{k: float(v) for k, v in self._wsums.items()}))
         D.barrier(self.info)
         if self.info.is_main:
             state = {
@@ -588,9 +587,8 @@ class Trainer:
             self.pbar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.stage}", unit="step",
                              dynamic_ncols=True)
         batches = self._batches() if self.step < cfg.steps else iter(())
-        self._wloss = torch.tensor(float(self.window.get("loss", 0.0)), dtype=torch.float64, device=self.device)
-        self._wterms = {k: torch.tensor(float(v), dtype=torch.float64, device=self.device)
-                        for k, v in self.window.items() if k.endswith("_loss")}
+        self._wsums = {k: torch.tensor(float(v), dtype=torch.float64, device=self.device)
+                       for k, v in self.window.items() if k == "loss" or k.endswith("_loss")}
         win_t = time.time()
         last = {}
         accum = cfg.optim.grad_accum
@@ -607,9 +605,8 @@ class Trainer:
                     loss, n = self._loss(batch)
                     (loss / accum).backward()
                 # summed on the device: no host sync per step
-                self._wloss = self._wloss + loss.detach().double() / accum
-                for k, v in self._terms.items():
-                    self._wterms[k] = self._wterms.get(k, 0.0) + v.double() / accum
+                for k, v in {"loss": loss.detach(), **self._terms}.items():
+                    self._wsums[k] = self._wsums.get(k, 0.0) + v.double() / accum
                 samples += n
             gn = None
             if cfg.optim.grad_clip > 0:
@@ -663,9 +660,9 @@ class Trainer:
     def _log_window(self, lr: float, grad_norm: float, seconds: float) -> dict:
         w = self.window
         steps = max(1, w["steps"])
-        term_names = sorted(self._wterms)
-        vals = [float(self._wloss) / steps, float(w["samples"]), grad_norm]
-        vals += [float(self._wterms[k]) / steps for k in term_names]
+        term_names = sorted(k for k in self._wsums if k != "loss")
+        vals = [float(self._wsums["loss"]) / steps, float(w["samples"]), grad_norm]
+        vals += [float(self._wsums[k]) / steps for k in term_names]
         psnr = None
         if self.cfg.stage == "vae":
             with torch.no_grad(), self.autocast():
@@ -690,8 +687,7 @@ class Trainer:
         elif not self.quiet:
             self.log(msg)
         self.window = {"loss": 0.0, "steps": 0, "samples": 0}
-        self._wloss.zero_()
-        self._wterms = {}
+        self._wsums = {}
         return record
 
 
