@@ -111,8 +111,7 @@ class Trainer:
         self.position = 0  # batches this process has consumed
         self.elapsed_before = 0.0
         self.window = {"loss": 0.0, "steps": 0, "samples": 0}
-        self._terms: dict[str, torch.Tensor] = {}  # the last batch's loss terms, when the loss has several
-        self._wsums: dict[str, torch.Tensor] = {}  # "loss" and those terms summed over the log window, on the device
+        self._wsums: dict[str, torch.Tensor] = {}  # "loss" and its terms summed over the log window, on the device
         self.ema: EMA | None = None
         self.teacher: nn.Module | None = None  # guidance distillation
         self.foreground = None  # dit object loss: latents -> where the objects are
@@ -307,15 +306,16 @@ class Trainer:
             yield from self._loader(self.dataset)
 
     # ----- one step -------------------------------------------------------------------------
-    def _loss(self, batch: dict) -> tuple[torch.Tensor, int]:
-        """This batch's loss and size; the DiT's flow and object terms go to `self._terms` for the log."""
+    def _loss(self, batch: dict) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
+        """This batch's loss, its size, and the loss's terms to log apart (the DiT's flow and object
+        terms when it has the object term; else none)."""
         dev = self.device
         if self.cfg.stage == "vae":
             x = _video_on(batch["video"], dev)
             with self.autocast():
                 loss = self.model(x, "loss")
             self._last_x = x
-            return loss.float(), x.shape[0]
+            return loss.float(), x.shape[0], {}
         from ..diffusion.flow import flow_matching_loss_terms, random_condition_mask
 
         if "latents" in batch:
@@ -343,9 +343,8 @@ class Trainer:
             terms = flow_matching_loss_terms(self.model, z, states, mask, cond_mask=cond, generator=self.gen,
                                              target_fn=target_fn, foreground_fn=self.foreground,
                                              object_weight=self.cfg.object_loss_weight)
-        if terms.object is not None:
-            self._terms = {"flow_loss": terms.flow.detach(), "object_loss": terms.object.detach()}
-        return terms.total.float(), b
+        parts = {} if terms.object is None else {"flow_loss": terms.flow.detach(), "object_loss": terms.object.detach()}
+        return terms.total.float(), b, parts
 
     def _no_sync(self, last: bool):
         if last or not self.info.enabled:
@@ -602,10 +601,10 @@ class Trainer:
                 batch = next(batches)
                 self.position += 1
                 with self._no_sync(micro == accum - 1):
-                    loss, n = self._loss(batch)
+                    loss, n, parts = self._loss(batch)
                     (loss / accum).backward()
                 # summed on the device: no host sync per step
-                for k, v in {"loss": loss.detach(), **self._terms}.items():
+                for k, v in {"loss": loss.detach(), **parts}.items():
                     self._wsums[k] = self._wsums.get(k, 0.0) + v.double() / accum
                 samples += n
             gn = None
