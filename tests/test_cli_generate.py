@@ -76,7 +76,7 @@ def test_cli_modes_from_files(model_dir, tmp_path, fast_text, capsys):
     Video(np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8), fps=8).save(clip)
     out = tmp_path / "ext.gif"
     assert main(["generate", PROMPT, "-o", str(out), "--model", model_dir, "--video", str(clip), "--mode",
-                 "extend", "--num-frames", "4", "--quiet", "--sampler", "heun"]) == 0
+                 "extend", "--num-frames", "4", "--quiet", "--sampler", "heun", "--shift", "3"]) == 0
     assert Video.read(out).num_frames == 9
     img = tmp_path / "img.png"
     Video(np.full((40, 40, 3), 128, np.uint8)).save(img)
@@ -93,6 +93,7 @@ def test_cli_modes_from_files(model_dir, tmp_path, fast_text, capsys):
     (["--image", "/no/such/file.png"], "does not exist"),
     (["--num-frames", "0"], "num_frames"),
     (["--mode", "warp"], "warp"),
+    (["--shift", "0"], "shift"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(model_dir, tmp_path, fast_text, capsys, args, word):
     rc = main(["generate", PROMPT, "-o", str(tmp_path / "x.mp4"), "--model", model_dir, "--quiet"] + args)

@@ -65,17 +65,17 @@ def test_categories_cover_design_table():
     assert set(CATEGORIES) == {"single", "count", "relation", "binding", "static"}
 
 
-def test_sampler_and_steps_reach_the_pipeline_and_the_report(tmp_path):
+def test_sampler_steps_and_shift_reach_the_pipeline_and_the_report(tmp_path):
     items = benchmark_items(1, num_frames=5)
     seen = []
 
     class Recording(Oracle):
         def generate(self, prompt, **kw):
-            seen.append((kw.get("sampler"), kw.get("steps")))
+            seen.append((kw.get("sampler"), kw.get("steps"), kw.get("shift")))
             return super().generate(prompt, **kw)
 
-    report = run_eval(Recording(items), tmp_path, n=1, seeds=(0,), steps=7, sampler="multistep", workers=1,
-                      progress=False, size_kwargs={"num_frames": 5})
-    assert seen and set(seen) == {("multistep", 7)}
-    assert report["meta"]["sampler"] == "multistep"
-    assert "sampler multistep" in (tmp_path / "report.md").read_text()
+    report = run_eval(Recording(items), tmp_path, n=1, seeds=(0,), steps=7, sampler="multistep", shift=6.0,
+                      workers=1, progress=False, size_kwargs={"num_frames": 5})
+    assert seen and set(seen) == {("multistep", 7, 6.0)}
+    assert report["meta"]["sampler"] == "multistep" and report["meta"]["shift"] == 6.0
+    assert "sampler multistep, shift 6.0" in (tmp_path / "report.md").read_text()

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from kinema.diffusion.flow import (add_noise, flow_matching_loss, flow_matching_loss_terms, num_tokens_for,
-                                   random_condition_mask, sample_timesteps, shift_for_tokens, time_shift)
+                                   random_condition_mask, sample_timesteps, shift_for_tokens, time_shift,
+                                   unshift_time)
 from kinema.diffusion.sampling import edit_schedule, sample, timestep_schedule
 
 
@@ -198,6 +199,28 @@ def test_timestep_schedule_monotone_from_1_to_0(shift):
     assert len(e) - 1 < 10
     with pytest.raises(ValueError):
         timestep_schedule(0, 1.0)
+
+
+@pytest.mark.parametrize("shift", [1.0, 1.1, 6.0])
+@pytest.mark.parametrize("strength", [0.05, 0.3, 0.6, 0.95])
+def test_edit_schedule_runs_strength_times_steps_spaced_like_the_shifted_schedule(shift, strength):
+    e = edit_schedule(20, shift, strength)
+    assert len(e) - 1 == max(1, round(strength * 20))
+    assert e[0] == pytest.approx(strength) and e[-1] == 0.0 and bool((e[1:] < e[:-1]).all())
+    u = torch.tensor([unshift_time(float(t), shift) for t in e], dtype=torch.float64)
+    gaps = u[:-1] - u[1:]
+    assert torch.allclose(gaps, gaps[0].expand_as(gaps), atol=1e-6)  # uniform before the shift
+    if shift == 1.0 and strength in (0.3, 0.6):  # on the grid: the tail of the full schedule
+        full = timestep_schedule(20, 1.0)
+        assert torch.allclose(e, full[full <= strength + 1e-6], atol=1e-6)
+
+
+def test_unshift_time_inverts_time_shift():
+    for s in (0.5, 1.0, 3.0, 6.0):
+        for t in (0.0, 0.2, 0.6, 1.0):
+            assert time_shift(unshift_time(t, s), s) == pytest.approx(t)
+    with pytest.raises(ValueError):
+        unshift_time(0.5, 0.0)
 
 
 class ToPoint(torch.nn.Module):

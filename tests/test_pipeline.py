@@ -287,7 +287,8 @@ def test_bad_settings_raise(pipe):
     for kw, word in [({"steps": 0}, "steps"), ({"guidance": float("nan")}, "guidance"), ({"sampler": "ddim"}, "sampler"),
                      ({"mode": "teleport"}, "mode"), ({"mode": "connect", "video": np.zeros((5, 32, 32, 3), np.uint8)}, "end_video"),
                      ({"mode": "edit"}, "video"), ({"strength": 0}, "strength"), ({"seed": -1}, "seed"),
-                     ({"image": "/no/such/image.png"}, "does not exist"), ({"image": np.zeros((4, 4))}, "image")]:
+                     ({"image": "/no/such/image.png"}, "does not exist"), ({"image": np.zeros((4, 4))}, "image"),
+                     ({"shift": 0}, "shift"), ({"shift": -2.0}, "shift"), ({"shift": float("nan")}, "shift")]:
         with pytest.raises(KinemaError, match=word):
             gen(pipe, **kw)
 
@@ -349,6 +350,33 @@ def test_metadata_and_timings(pipe):
     assert md["negative_prompt"] == "noise" and md["size"] == "32x32" and md["num_frames"] == 5
     json.dumps(md)
     assert {"text", "denoise", "decode"} <= set(pipe.last_timings)
+
+
+def test_shift_reaches_the_sampler_and_the_metadata(pipe, monkeypatch):
+    import kinema.pipeline as pipeline_module
+
+    used = []
+    real_sample = pipeline_module.sample
+    monkeypatch.setattr(pipeline_module, "sample", lambda *a, **k: used.append(k["shift"]) or real_sample(*a, **k))
+    auto = gen(pipe)
+    shifted = gen(pipe, shift=6.0)
+    assert used[1] == 6.0 and used[0] == pytest.approx(pipe._shift(2, 4, 4))
+    assert auto.metadata["shift"] is None and shifted.metadata["shift"] == 6.0
+    assert not np.array_equal(auto.frames, shifted.frames)  # same seed, another schedule
+    batch = pipe.generate_batch([PROMPT], seeds=[0], num_frames=5, shift=6.0)
+    assert used[-1] == 6.0 and batch[0].metadata["shift"] == 6.0
+
+
+def test_model_shift_is_the_default_and_a_bad_one_fails_at_load(saved, tmp_path, loaded):
+    d = _copy(saved, tmp_path)
+    index = json.loads((d / "model_index.json").read_text())
+    index["defaults"]["shift"] = 4.0
+    (d / "model_index.json").write_text(json.dumps(index))
+    assert gen(Pipeline.from_pretrained(d)).metadata["shift"] == 4.0
+    index["defaults"]["shift"] = -1
+    (d / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(KinemaError, match="shift"):
+        Pipeline.from_pretrained(d)
 
 
 def test_parse_size():

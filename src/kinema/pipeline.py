@@ -204,14 +204,14 @@ class _Run:
     """What one generate() call needs in its windows."""
 
     def __init__(self, pipe: "Pipeline", width: int, height: int, steps: int, guidance: float, sampler: str,
-                 seed: int, states=None, mask=None, ustates=None, umask=None):
+                 seed: int, shift: float | None = None, states=None, mask=None, ustates=None, umask=None):
         self.pipe = pipe
         self.width, self.height = width, height
         m = pipe.size_multiple
         self.gen_width, self.gen_height = _round_up(width, m), _round_up(height, m)
         fs = pipe.spatial_factor
         self.lat_h, self.lat_w = self.gen_height // fs, self.gen_width // fs
-        self.steps, self.guidance, self.sampler = steps, guidance, sampler
+        self.steps, self.guidance, self.sampler, self.shift = steps, guidance, sampler, shift
         self.generator = torch.Generator().manual_seed(int(seed))
         self.states, self.mask, self.ustates, self.umask = states, mask, ustates, umask
 
@@ -288,7 +288,7 @@ class _Engine:
         t0 = time.perf_counter()
         z = sample(
             pipe.transformer, noise, run.states, run.mask, uncond_states=run.ustates, uncond_mask=run.umask,
-            guidance=run.guidance, steps=run.steps, shift=pipe._shift(n, run.lat_h, run.lat_w),
+            guidance=run.guidance, steps=run.steps, shift=pipe._shift(n, run.lat_h, run.lat_w, run.shift),
             cond_latents=cond if bool(mask.any()) else None, cond_mask=mask if bool(mask.any()) else None,
             start_t=start_t, init_latents=init, sampler=run.sampler, progress=report,
         )
@@ -317,7 +317,7 @@ class _DryEngine(_Engine):
 
     def window(self, n, first=None, last=None, init=None, start_t=1.0):
         run = self.run
-        shift = self.pipe._shift(n, run.lat_h, run.lat_w)
+        shift = self.pipe._shift(n, run.lat_h, run.lat_w, run.shift)
         self.total += len(edit_schedule(run.steps, shift, start_t)) - 1
         self.windows.append({"n": n})
         return torch.zeros(1, 1, n, 1, 1)
@@ -393,6 +393,7 @@ class Pipeline:
         if int(self.config["max_latent_frames"]) < 2:
             raise KinemaError("max_latent_frames must be at least 2")
         decode_dtype(self.config["decode_precision"], torch.device("cpu"))  # a bad value fails at load, not after denoising
+        self._sampling_settings(None, None, None, None, None)  # so do bad sampling defaults
 
     def to(self, device) -> "Pipeline":
         self.vae.to(device)
@@ -401,7 +402,10 @@ class Pipeline:
             self.text_encoder.to(device)
         return self
 
-    def _shift(self, latent_frames: int, lat_h: int, lat_w: int) -> float:
+    def _shift(self, latent_frames: int, lat_h: int, lat_w: int, requested: float | None = None) -> float:
+        """The sampling time shift: the request's, else the config's fixed one, else the token rule."""
+        if requested is not None:
+            return float(requested)
         if self.config.get("shift") is not None:
             return float(self.config["shift"])
         tokens = num_tokens_for((latent_frames, lat_h, lat_w), self.patch_size)
@@ -524,8 +528,10 @@ class Pipeline:
         states, mask = self.text_encoder.encode(list(prompts))
         return states.to(self.device, torch.float32), mask.to(self.device)
 
-    def _sampling_settings(self, size, steps, guidance, sampler) -> tuple[int, int, int, float, str]:
-        """The request's size, steps, guidance and sampler, defaults from the config, checked."""
+    def _sampling_settings(self, size, steps, guidance, sampler,
+                           shift) -> tuple[int, int, int, float, str, float | None]:
+        """The request's size, steps, guidance, sampler and time shift, defaults from the config,
+        checked. A shift of None means the config's rule (a fixed shift, or one from the token count)."""
         cfg = self.config
         width, height = parse_size(cfg["size"] if size is None else size)
         steps = _check_int(cfg["steps"] if steps is None else steps, "steps", 1, 1000)
@@ -533,14 +539,20 @@ class Pipeline:
         sampler = (cfg["sampler"] if sampler is None else str(sampler)).lower()
         if sampler not in SAMPLERS:
             raise KinemaError(f"sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
-        return width, height, steps, guidance, sampler
+        if shift is None:
+            shift = cfg.get("shift")
+        if shift is not None:
+            shift = _check_float(shift, "shift", 0.0, 100.0)
+            if shift <= 0.0:
+                raise KinemaError(f"shift must be above 0 and at most 100, got {shift}")
+        return width, height, steps, guidance, sampler, shift
 
     # ----- generation -------------------------------------------------------------------------
     def generate(self, prompt: str, *, seconds: float | None = None, num_frames: int | None = None,
                  size: str | tuple[int, int] | None = None, fps: float | None = None, steps: int | None = None,
                  guidance: float | None = None, negative_prompt: str | None = None, seed: int = 0,
                  image=None, video=None, end_video=None, mode: str | None = None, strength: float | None = None,
-                 loop: bool = False, sampler: str | None = None,
+                 loop: bool = False, sampler: str | None = None, shift: float | None = None,
                  progress: bool | Callable[[int, int], None] = True, return_latents: bool = False):
         """Generate a video; see the module docstring for modes and frame counts.
 
@@ -551,7 +563,8 @@ class Pipeline:
         cfg = self.config
         prompt = _check_prompt(prompt, "prompt")
         negative = _check_prompt(negative_prompt, "negative prompt", allow_empty=True) if negative_prompt else ""
-        width, height, steps, guidance, sampler = self._sampling_settings(size, steps, guidance, sampler)
+        width, height, steps, guidance, sampler, shift = self._sampling_settings(size, steps, guidance, sampler,
+                                                                                  shift)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
             raise KinemaError(f"seed must be a whole number from 0 to 2**63-1, got {seed!r}")
         strength = _check_float(cfg["strength"] if strength is None else strength, "strength", 0.0, 1.0)
@@ -570,7 +583,7 @@ class Pipeline:
         fps = _check_float(fps, "fps", 1.0, 240.0)
         count = self._frame_count(mode, seconds, num_frames, fps, video_u8)
 
-        run = _Run(self, width, height, steps, guidance, sampler, int(seed))
+        run = _Run(self, width, height, steps, guidance, sampler, int(seed), shift)
         dry = _DryEngine(run)
         self._run_mode(dry, mode, count, image_u8, video_u8, end_u8, strength)
 
@@ -618,6 +631,7 @@ class Pipeline:
             "steps": steps,
             "guidance": guidance,
             "sampler": sampler,
+            "shift": shift,
             "size": f"{width}x{height}",
             "num_frames": int(frames.shape[0]),
             "fps": fps,
@@ -639,7 +653,7 @@ class Pipeline:
                        seconds: float | None = None, size: str | tuple[int, int] | None = None,
                        fps: float | None = None, steps: int | None = None, guidance: float | None = None,
                        negative_prompt: str | None = None, sampler: str | None = None,
-                       progress: bool = False) -> list[Video]:
+                       shift: float | None = None, progress: bool = False) -> list[Video]:
         """Text->video for many prompts at once, one window each, batched through the transformer.
 
         Each video equals `generate(prompt, seed=seed, ...)` up to float rounding: the same
@@ -652,10 +666,11 @@ class Pipeline:
         cfg = self.config
         prompts = [_check_prompt(p, "prompt") for p in prompts]
         negative = _check_prompt(negative_prompt, "negative prompt", allow_empty=True) if negative_prompt else ""
-        width, height, steps, guidance, sampler = self._sampling_settings(size, steps, guidance, sampler)
+        width, height, steps, guidance, sampler, shift = self._sampling_settings(size, steps, guidance, sampler,
+                                                                                  shift)
         fps = _check_float(cfg["fps"] if fps is None else fps, "fps", 1.0, 240.0)
         count = self._frame_count("t2v", seconds, num_frames, fps, None)
-        run = _Run(self, width, height, steps, guidance, sampler, 0)
+        run = _Run(self, width, height, steps, guidance, sampler, 0, shift)
         ft = self.temporal_factor
         n = 1 + math.ceil((count - 1) / ft)
         if n > int(cfg["max_latent_frames"]):
@@ -665,7 +680,7 @@ class Pipeline:
         noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
         states, mask = self.encode_text(prompts + [negative])
         z = sample(self.transformer, noise.to(self.device), states[:-1], mask[:-1], uncond_states=states[-1:],
-                   uncond_mask=mask[-1:], guidance=guidance, steps=steps, shift=self._shift(n, run.lat_h, run.lat_w),
+                   uncond_mask=mask[-1:], guidance=guidance, steps=steps, shift=self._shift(n, run.lat_h, run.lat_w, shift),
                    sampler=sampler)
         engine = _Engine(run, None, 0)
         videos = []
@@ -673,7 +688,8 @@ class Pipeline:
             frames = engine.decode(z[i:i + 1])[:, :count]
             meta = {"generator": "kinema", "model": str(cfg.get("model_name")), "prompt": prompt,
                     "seed": int(seeds[i]), "mode": "t2v", "steps": steps, "guidance": guidance,
-                    "sampler": sampler, "size": f"{width}x{height}", "num_frames": count, "fps": fps}
+                    "sampler": sampler, "shift": shift, "size": f"{width}x{height}", "num_frames": count,
+                    "fps": fps}
             videos.append(Video(_float_to_u8(_resize(frames, height, width)), fps=fps, metadata=meta))
         return videos
 

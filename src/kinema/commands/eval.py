@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--sampler", choices=("euler", "heun", "multistep"), default=None,
-                   help="sampler (default: the model's, euler)")
+                   help="sampler (default: the model's)")
+    p.add_argument("--shift", type=float, default=None,
+                   help="sampling time shift, > 1 spends more steps at high noise (default: the model's)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=None, help="analyzer processes")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -37,7 +39,7 @@ def _eval(args) -> int:
         torch.backends.cudnn.allow_tf32 = True
     pipe = Pipeline.from_pretrained(args.model, device=device)
     report = run_eval(pipe, args.output, n=args.n, seeds=tuple(range(args.seeds)), steps=args.steps,
-                      guidance=args.guidance, sampler=args.sampler, batch_size=args.batch_size, workers=args.workers,
+                      guidance=args.guidance, sampler=args.sampler, shift=args.shift, batch_size=args.batch_size, workers=args.workers,
                       model_name=args.model or "kinema-tiny")
     from ..eval.run import markdown
 

@@ -41,7 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strength", type=float, default=None, help="edit strength in (0, 1] (default 0.6)")
     p.add_argument("--loop", action="store_true", help="make a seamless loop")
     p.add_argument("--model", default=None, help="saved model folder (default: the shipped kinema-tiny)")
-    p.add_argument("--sampler", default=None, choices=("euler", "heun", "multistep"), help="sampler (default euler; multistep: second order at one call per step)")
+    p.add_argument("--sampler", default=None, choices=("euler", "heun", "multistep"), help="sampler (default: the model's; multistep: second order at one call per step)")
+    p.add_argument("--shift", type=float, default=None,
+                   help="sampling time shift; above 1 spends more steps at high noise, where the layout "
+                   "is decided (default: the model's)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or timings")
     p.add_argument("--contact-sheet", default=None, metavar="PNG", help="also write a contact sheet of the result")
@@ -86,7 +89,8 @@ def handler(args: argparse.Namespace) -> int:
         args.prompt, seconds=args.seconds, num_frames=num_frames, size=args.size, fps=args.fps,
         steps=args.steps, guidance=args.guidance, negative_prompt=args.negative, seed=args.seed,
         image=args.image, video=args.video, end_video=args.end_video, mode=args.mode,
-        strength=args.strength, loop=args.loop, sampler=args.sampler, progress=not args.quiet,
+        strength=args.strength, loop=args.loop, sampler=args.sampler, shift=args.shift,
+        progress=not args.quiet,
     )
     if suffix == ".png" and video.num_frames != 1:
         raise KinemaError(f"output {args.output!r}: a .png holds one frame, this result has {video.num_frames}; use .mp4 or .gif")

@@ -20,6 +20,7 @@ import torch
 __all__ = [
     "add_noise",
     "time_shift",
+    "unshift_time",
     "shift_for_tokens",
     "num_tokens_for",
     "sample_timesteps",
@@ -54,6 +55,13 @@ def time_shift(t, shift: float):
     if shift == 1.0:
         return t
     return shift * t / (1.0 + (shift - 1.0) * t)
+
+
+def unshift_time(t: float, shift: float) -> float:
+    """The inverse of `time_shift`: the u with time_shift(u, shift) == t."""
+    if shift <= 0:
+        raise ValueError(f"shift must be positive, got {shift}")
+    return t / (shift - (shift - 1.0) * t)
 
 
 def shift_for_tokens(num_tokens: float, base_tokens: int = 256, base_shift: float = 1.0,

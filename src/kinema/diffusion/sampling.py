@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .flow import add_noise, time_shift
+from .flow import add_noise, time_shift, unshift_time
 
 __all__ = ["timestep_schedule", "edit_schedule", "sample", "guidance_text", "guided_velocity", "SAMPLERS"]
 
@@ -33,14 +33,19 @@ def timestep_schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
 
 
 def edit_schedule(steps: int, shift: float = 1.0, start_t: float = 1.0) -> torch.Tensor:
-    """The part of `timestep_schedule(steps, shift)` below `start_t`, starting at `start_t`.
+    """`timestep_schedule(steps, shift)` started at `start_t` instead of 1.
 
-    An edit at strength s therefore runs about s * steps steps (at least one)."""
+    An edit at strength s runs round(s * steps) steps (at least one), spaced like the shifted
+    schedule: uniform in the unshifted time from the preimage of `start_t` down to 0. Cutting the
+    full schedule at `start_t` instead would leave a large shift only a few steps below it."""
     full = timestep_schedule(steps, shift)
     if start_t >= 1.0:
         return full
-    rest = full[full < start_t - 1e-6]
-    return torch.cat([torch.tensor([float(start_t)], dtype=full.dtype), rest])
+    n = max(1, round(float(start_t) * int(steps)))
+    u0 = unshift_time(float(start_t), float(shift))
+    t = time_shift(torch.linspace(u0, 0.0, n + 1, dtype=torch.float64), float(shift))
+    t[0], t[-1] = float(start_t), 0.0
+    return t.to(torch.float32)
 
 
 def _pad_text(states: torch.Tensor, mask: torch.Tensor, length: int):

@@ -41,7 +41,8 @@ def _analyze_and_judge(args):
 
 
 def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batch_size: int = 16,
-                 on_progress: Callable[[int, int], None] | None = None, sampler: str | None = None):
+                 on_progress: Callable[[int, int], None] | None = None, sampler: str | None = None,
+                 shift: float | None = None):
     """Yield (item, seed, Video) for every item and seed, batched when the pipeline can."""
     jobs = [(item, seed) for item in items for seed in seeds]
     batched = hasattr(pipe, "generate_batch")
@@ -50,7 +51,7 @@ def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batc
         chunk = jobs[start:start + (batch_size if batched else 1)]
         first = chunk[0][0].spec
         kwargs = dict(num_frames=first.num_frames, size=f"{first.width}x{first.height}", fps=first.fps,
-                      steps=steps, guidance=guidance, sampler=sampler)
+                      steps=steps, guidance=guidance, sampler=sampler, shift=shift)
         if batched:
             videos = pipe.generate_batch([it.prompt for it, _ in chunk], seeds=[s for _, s in chunk],
                                          progress=False, **kwargs)
@@ -65,7 +66,7 @@ def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batc
 
 def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps: int | None = None,
              guidance: float | None = None, batch_size: int = 16, workers: int | None = None,
-             sampler: str | None = None,
+             sampler: str | None = None, shift: float | None = None,
              model_name: str = "", progress: bool = True, size_kwargs: dict | None = None) -> dict:
     """`size_kwargs` (width, height, fps, num_frames) overrides the default 2 s 128×128 12 fps clip."""
     out = Path(out_dir)
@@ -94,7 +95,7 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
     try:
         for item, seed, video in generate_all(pipe, items, seeds, steps, guidance, batch_size,
-                                                  sampler=sampler):
+                                                  sampler=sampler, shift=shift):
             args = (item.category, item.spec.to_dict(), video.frames)
             fut = pool.submit(_analyze_and_judge, args) if pool else _analyze_and_judge(args)
             pending.append((item, seed, video, fut))
@@ -111,7 +112,7 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
             bar.close()
     elapsed = time.perf_counter() - t0
     report = summarize(records, n=n, seeds=list(seeds), elapsed=elapsed, model=model_name, steps=steps,
-                       guidance=guidance, sampler=sampler)
+                       guidance=guidance, sampler=sampler, shift=shift)
     _write(out, report, records, sheet_cells)
     return report
 
@@ -152,7 +153,7 @@ def markdown(report: dict) -> str:
     lines = [f"# Kinema benchmark — {meta.get('model') or 'model'}", "",
              f"{meta['videos']} videos ({meta['n']} prompts per category and split × {len(meta['seeds'])} seeds), "
              f"steps {meta.get('steps') or 'default'}, guidance {meta.get('guidance') or 'default'}, "
-             f"sampler {meta.get('sampler') or 'default'}, "
+             f"sampler {meta.get('sampler') or 'default'}, shift {meta.get('shift') or 'default'}, "
              f"{meta['elapsed']:.0f} s. Judge: the world analyzer. Intervals: 95% Wilson.", "",
              "| category | seen | 95% CI | target | held-out | 95% CI | target |", "|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
