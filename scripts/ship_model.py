@@ -3,7 +3,7 @@ weights stored as float16 in shards of at most 15 MiB (they load back as float32
 MiniLM recorded as the text encoder, and the model named.
 
     python scripts/ship_model.py runs/kinema-tiny/dit/final src/kinema/weights/kinema-tiny [--name kinema-tiny]
-        [--vae runs/decoder/final] [--steps N] [--sampler euler|heun|multistep]
+        [--vae runs/decoder/final] [--steps N] [--sampler euler|heun|multistep] [--shift S]
 
 --vae ships another autoencoder with the transformer: one whose decoder was fine-tuned
 (`vae_trainable: "decoder"`), so its encoder and latent statistics must equal the trained one's.
@@ -30,9 +30,14 @@ def main() -> None:
                     help="default sampling steps to record (e.g. a few-step setting that passed kinema eval)")
     ap.add_argument("--sampler", default=None,
                     help="default sampler to record (one that passed kinema eval against the trained default)")
+    ap.add_argument("--shift", type=float, default=None,
+                    help="fixed sampling time shift to record instead of the token-count rule (one that passed "
+                    "kinema eval --shift against the rule)")
     args = ap.parse_args()
     if args.steps is not None and args.steps < 1:
         sys.exit("--steps: must be at least 1")
+    if args.shift is not None and not 0 < args.shift <= 100:
+        sys.exit(f"--shift: must be above 0 and at most 100, got {args.shift}")
     from kinema.diffusion.sampling import SAMPLERS
 
     if args.sampler is not None and args.sampler not in SAMPLERS:
@@ -64,6 +69,8 @@ def main() -> None:
         defaults["steps"] = args.steps
     if args.sampler is not None:
         defaults["sampler"] = args.sampler
+    if args.shift is not None:
+        defaults["shift"] = args.shift
     pipe = Pipeline(vae, dit, text, defaults)
     out = pipe.save_pretrained(args.target, dtype=torch.float16, max_shard_mb=15.0)
     # The shipped model always uses the packaged MiniLM, whatever copy training read it from.

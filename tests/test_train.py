@@ -332,10 +332,13 @@ def test_ship_model_takes_a_decoder_fine_tune_and_refuses_another_latent_space(t
                                str(tmp_path / target), "--vae", str(vae / "final"), *extra],
                               env=_env(), capture_output=True, text=True)
 
-    done = ship(tmp_path / "dec", "shipped", "--steps", "3", "--sampler", "multistep")
+    done = ship(tmp_path / "dec", "shipped", "--steps", "3", "--sampler", "multistep", "--shift", "6")
     assert done.returncode == 0, done.stderr
     defaults = json.loads((tmp_path / "shipped" / "model_index.json").read_text())["defaults"]
-    assert defaults["steps"] == 3 and defaults["sampler"] == "multistep"
+    assert defaults["steps"] == 3 and defaults["sampler"] == "multistep" and defaults["shift"] == 6.0
+    no_shift = ship(tmp_path / "dec", "no_shift", "--shift", "0")
+    assert no_shift.returncode != 0 and "--shift: must be above 0" in no_shift.stderr
+    assert not (tmp_path / "no_shift").exists()
     unknown = ship(tmp_path / "dec", "unknown_sampler", "--sampler", "rk4")
     assert unknown.returncode != 0 and "'rk4' is unknown" in unknown.stderr
     assert not (tmp_path / "unknown_sampler").exists()
