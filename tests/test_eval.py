@@ -79,3 +79,15 @@ def test_sampler_steps_and_shift_reach_the_pipeline_and_the_report(tmp_path):
     assert seen and set(seen) == {("multistep", 7, 6.0)}
     assert report["meta"]["sampler"] == "multistep" and report["meta"]["shift"] == 6.0
     assert "sampler multistep, shift 6.0" in (tmp_path / "report.md").read_text()
+
+
+def test_given_items_replace_the_benchmark_prompts(tmp_path):
+    from kinema.eval.prompts import make_item
+
+    items = [make_item("relation", "heldout", i, num_frames=5) for i in (200, 201)]
+    report = run_eval(Oracle(items), tmp_path, n=2, seeds=(0, 1), workers=1, progress=False, items=items)
+    records = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert sorted((r["index"], r["seed"]) for r in records) == [(200, 0), (200, 1), (201, 0), (201, 1)]
+    assert {(r["category"], r["split"]) for r in records} == {("relation", "heldout")}
+    relation = next(row for row in report["rows"] if row["category"] == "spatial relation")
+    assert relation["heldout"]["rate"] == 1.0 and relation["heldout"]["n"] == 4 and relation["seen"]["rate"] is None

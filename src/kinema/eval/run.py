@@ -67,11 +67,15 @@ def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batc
 def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps: int | None = None,
              guidance: float | None = None, batch_size: int = 16, workers: int | None = None,
              sampler: str | None = None, shift: float | None = None,
-             model_name: str = "", progress: bool = True, size_kwargs: dict | None = None) -> dict:
-    """`size_kwargs` (width, height, fps, num_frames) overrides the default 2 s 128×128 12 fps clip."""
+             model_name: str = "", progress: bool = True, size_kwargs: dict | None = None,
+             items: list[Item] | None = None) -> dict:
+    """`size_kwargs` (width, height, fps, num_frames) overrides the default 2 s 128×128 12 fps clip.
+    `items` replaces the benchmark's first `n` prompts per category and split (e.g. fresh prompts
+    beyond them, to re-test a comparison)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    items = benchmark_items(n, **(size_kwargs or {}))
+    if items is None:
+        items = benchmark_items(n, **(size_kwargs or {}))
     total = len(items) * len(seeds)
     bar = None
     if progress:
