@@ -39,8 +39,8 @@ def _eval(args) -> int:
         torch.backends.cudnn.allow_tf32 = True
     pipe = Pipeline.from_pretrained(args.model, device=device)
     report = run_eval(pipe, args.output, n=args.n, seeds=tuple(range(args.seeds)), steps=args.steps,
-                      guidance=args.guidance, sampler=args.sampler, shift=args.shift, batch_size=args.batch_size, workers=args.workers,
-                      model_name=args.model or "kinema-tiny")
+                      guidance=args.guidance, sampler=args.sampler, shift=args.shift, batch_size=args.batch_size,
+                      workers=args.workers, model_name=args.model or "kinema-tiny")
     from ..eval.run import markdown
 
     print(markdown(report))
