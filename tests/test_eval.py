@@ -91,3 +91,21 @@ def test_given_items_replace_the_benchmark_prompts(tmp_path):
     assert {(r["category"], r["split"]) for r in records} == {("relation", "heldout")}
     relation = next(row for row in report["rows"] if row["category"] == "spatial relation")
     assert relation["heldout"]["rate"] == 1.0 and relation["heldout"]["n"] == 4 and relation["seen"]["rate"] is None
+
+
+def test_report_header_names_the_settings_the_pipeline_resolved(tmp_path):
+    items = benchmark_items(1, num_frames=5)
+
+    class Resolving(Oracle):
+        def resolve_sampling(self, steps=None, guidance=None, sampler=None, shift=None):
+            return {"steps": steps or 20, "guidance": guidance or 1.0, "sampler": sampler or "multistep",
+                    "shift": shift}
+
+    run_eval(Resolving(items), tmp_path / "auto", n=1, seeds=(0,), workers=1, progress=False,
+             size_kwargs={"num_frames": 5})
+    header = (tmp_path / "auto" / "report.md").read_text()
+    assert "steps 20, guidance 1.0, sampler multistep, shift by token count" in header
+    report = run_eval(Resolving(items), tmp_path / "asked", n=1, seeds=(0,), steps=7, shift=6.0, workers=1,
+                      progress=False, size_kwargs={"num_frames": 5})
+    assert report["meta"]["settings"] == {"steps": 7, "guidance": 1.0, "sampler": "multistep", "shift": 6.0}
+    assert "steps 7, guidance 1.0, sampler multistep, shift 6.0" in (tmp_path / "asked" / "report.md").read_text()

@@ -365,6 +365,8 @@ def test_shift_reaches_the_sampler_and_the_metadata(pipe, monkeypatch):
     assert not np.array_equal(auto.frames, shifted.frames)  # same seed, another schedule
     batch = pipe.generate_batch([PROMPT], seeds=[0], num_frames=5, shift=6.0)
     assert used[-1] == 6.0 and batch[0].metadata["shift"] == 6.0
+    assert pipe.resolve_sampling(shift=6.0) == {"steps": 2, "guidance": 5.0, "sampler": "euler", "shift": 6.0}
+    assert pipe.resolve_sampling()["shift"] is None
 
 
 def test_model_shift_is_the_default_and_a_bad_one_fails_at_load(saved, tmp_path, loaded):

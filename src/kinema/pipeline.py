@@ -528,6 +528,13 @@ class Pipeline:
         states, mask = self.text_encoder.encode(list(prompts))
         return states.to(self.device, torch.float32), mask.to(self.device)
 
+    def resolve_sampling(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
+                         shift: float | None = None) -> dict[str, Any]:
+        """The steps, guidance, sampler and shift a request with these values would use (None:
+        the model's default; a shift of None means the token-count rule)."""
+        _, _, steps, guidance, sampler, shift = self._sampling_settings(None, steps, guidance, sampler, shift)
+        return {"steps": steps, "guidance": guidance, "sampler": sampler, "shift": shift}
+
     def _sampling_settings(self, size, steps, guidance, sampler,
                            shift) -> tuple[int, int, int, float, str, float | None]:
         """The request's size, steps, guidance, sampler and time shift, defaults from the config,

@@ -115,8 +115,9 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
         if bar:
             bar.close()
     elapsed = time.perf_counter() - t0
+    settings = pipe.resolve_sampling(steps, guidance, sampler, shift) if hasattr(pipe, "resolve_sampling") else None
     report = summarize(records, n=n, seeds=list(seeds), elapsed=elapsed, model=model_name, steps=steps,
-                       guidance=guidance, sampler=sampler, shift=shift)
+                       guidance=guidance, sampler=sampler, shift=shift, settings=settings)
     _write(out, report, records, sheet_cells)
     return report
 
@@ -152,12 +153,25 @@ def _pct(x):
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
+def _settings_text(meta: dict) -> str:
+    """'steps 20, guidance 1.0, sampler multistep, shift 6.0': the settings the run used where the
+    report knows them (`settings`, resolved by the pipeline), else what was asked or 'default'."""
+    used = meta.get("settings") or {}
+    parts = []
+    for key in ("steps", "guidance", "sampler", "shift"):
+        if key in used:
+            value = used[key] if used[key] is not None else "by token count"
+        else:
+            value = meta.get(key) if meta.get(key) is not None else "default"
+        parts.append(f"{key} {value}")
+    return ", ".join(parts)
+
+
 def markdown(report: dict) -> str:
     meta = report["meta"]
     lines = [f"# Kinema benchmark — {meta.get('model') or 'model'}", "",
              f"{meta['videos']} videos ({meta['n']} prompts per category and split × {len(meta['seeds'])} seeds), "
-             f"steps {meta.get('steps') or 'default'}, guidance {meta.get('guidance') or 'default'}, "
-             f"sampler {meta.get('sampler') or 'default'}, shift {meta.get('shift') or 'default'}, "
+             f"{_settings_text(meta)}, "
              f"{meta['elapsed']:.0f} s. Judge: the world analyzer. Intervals: 95% Wilson.", "",
              "| category | seen | 95% CI | target | held-out | 95% CI | target |", "|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
