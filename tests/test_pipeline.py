@@ -360,7 +360,7 @@ def test_shift_reaches_the_sampler_and_the_metadata(pipe, monkeypatch):
     monkeypatch.setattr(pipeline_module, "sample", lambda *a, **k: used.append(k["shift"]) or real_sample(*a, **k))
     auto = gen(pipe)
     shifted = gen(pipe, shift=6.0)
-    assert used[1] == 6.0 and used[0] == pytest.approx(pipe._shift(2, 4, 4))
+    assert used[1] == 6.0 and used[0] == pytest.approx(pipe._shift(2, 4, 4, None))
     assert auto.metadata["shift"] is None and shifted.metadata["shift"] == 6.0
     assert not np.array_equal(auto.frames, shifted.frames)  # same seed, another schedule
     batch = pipe.generate_batch([PROMPT], seeds=[0], num_frames=5, shift=6.0)

@@ -402,12 +402,11 @@ class Pipeline:
             self.text_encoder.to(device)
         return self
 
-    def _shift(self, latent_frames: int, lat_h: int, lat_w: int, requested: float | None = None) -> float:
-        """The sampling time shift: the request's, else the config's fixed one, else the token rule."""
-        if requested is not None:
-            return float(requested)
-        if self.config.get("shift") is not None:
-            return float(self.config["shift"])
+    def _shift(self, latent_frames: int, lat_h: int, lat_w: int, fixed: float | None) -> float:
+        """A window's sampling time shift: `fixed` (the request's or the config's, as
+        `_sampling_settings` resolved it), else the token-count rule."""
+        if fixed is not None:
+            return float(fixed)
         tokens = num_tokens_for((latent_frames, lat_h, lat_w), self.patch_size)
         return shift_for_tokens(tokens, base_tokens=int(self.config["base_tokens"]),
                                 base_shift=float(self.config["base_shift"]),

@@ -24,27 +24,23 @@ SAMPLERS = ("euler", "heun", "multistep")
 
 def timestep_schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
     """steps + 1 timesteps from 1 down to 0 (float32), uniform before the time shift."""
-    if int(steps) < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    t = torch.linspace(1.0, 0.0, int(steps) + 1, dtype=torch.float64)
-    t = time_shift(t, float(shift))
-    t[0], t[-1] = 1.0, 0.0
-    return t.to(torch.float32)
+    return edit_schedule(steps, shift, 1.0)
 
 
 def edit_schedule(steps: int, shift: float = 1.0, start_t: float = 1.0) -> torch.Tensor:
-    """`timestep_schedule(steps, shift)` started at `start_t` instead of 1.
+    """`timestep_schedule(steps, shift)` started at `start_t` (at most 1) instead of 1.
 
     An edit at strength s runs round(s * steps) steps (at least one), spaced like the shifted
     schedule: uniform in the unshifted time from the preimage of `start_t` down to 0. Cutting the
     full schedule at `start_t` instead would leave a large shift only a few steps below it."""
-    full = timestep_schedule(steps, shift)
-    if start_t >= 1.0:
-        return full
-    n = max(1, round(float(start_t) * int(steps)))
-    u0 = unshift_time(float(start_t), float(shift))
-    t = time_shift(torch.linspace(u0, 0.0, n + 1, dtype=torch.float64), float(shift))
-    t[0], t[-1] = float(start_t), 0.0
+    if int(steps) < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    start_t = min(float(start_t), 1.0)
+    n = max(1, round(start_t * int(steps)))
+    u0 = 1.0 if start_t == 1.0 else unshift_time(start_t, float(shift))  # exactly 1: the full schedule
+    u = torch.linspace(u0, 0.0, n + 1, dtype=torch.float64)
+    t = time_shift(u, float(shift))
+    t[0], t[-1] = start_t, 0.0
     return t.to(torch.float32)
 
 
