@@ -55,6 +55,31 @@ def test_sample_timesteps_logit_normal_and_shifted():
     assert torch.equal(a, b)
 
 
+def test_a_fixed_training_shift_overrides_the_token_count_rule():
+    base = sample_timesteps(20000, generator=torch.Generator().manual_seed(0))
+    fixed = sample_timesteps(20000, generator=torch.Generator().manual_seed(0), num_tokens=4096, shift=4.0)
+    assert torch.allclose(fixed, time_shift(base, 4.0))
+    assert float(fixed.median()) == pytest.approx(0.8, abs=0.02)  # time_shift(0.5, 4) = 0.8
+    # a fixed shift of 1 is no shift, whatever the token count
+    assert torch.equal(sample_timesteps(50, generator=torch.Generator().manual_seed(1), num_tokens=4096, shift=1.0),
+                       sample_timesteps(50, generator=torch.Generator().manual_seed(1)))
+
+
+def test_the_loss_draws_its_timesteps_with_the_fixed_shift():
+    seen = []
+
+    def model(x_t, tt, states, mask):
+        seen.append(tt[:, 0].clone())
+        return torch.zeros_like(x_t)
+
+    x0 = torch.zeros(64, 2, 1, 2, 2)
+    states, mask = torch.zeros(64, 3, 4), torch.ones(64, 3, dtype=torch.bool)
+    for shift in (None, 4.0):
+        flow_matching_loss(model, x0, states, mask, generator=torch.Generator().manual_seed(3), timestep_shift=shift)
+    assert torch.allclose(seen[1], time_shift(seen[0], 4.0), atol=1e-6)
+    assert float(seen[1].mean()) > float(seen[0].mean()) + 0.1
+
+
 def test_add_noise_per_frame():
     x0, eps = torch.zeros(2, 3, 4, 2, 2), torch.ones(2, 3, 4, 2, 2)
     tt = torch.tensor([[0.0, 0.25, 0.5, 1.0], [1.0, 1.0, 0.0, 0.0]])

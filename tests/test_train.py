@@ -85,6 +85,7 @@ def test_config_file_overrides(tmp_path):
     ({"optim": {"learning_rate": 1}}, "optim.learning_rate"),
     ({"data": {"buckets": [[100, 100, 25]]}}, "100x100"),
     ({"object_loss_weight": -1.0}, "object_loss_weight"),
+    ({"timestep_shift": -2.0}, "timestep_shift"),
 ])
 def test_bad_config_file_is_one_line_exit_2(tmp_path, capsys, body, named):
     f = tmp_path / "bad.json"
@@ -283,6 +284,24 @@ def test_decoder_only_fine_tune_keeps_the_encoder_and_latent_statistics(tmp_path
     assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "none"),
                  "--quiet"]) == 2
     assert "needs `init` weights" in capsys.readouterr().err
+
+
+def test_dit_training_draws_timesteps_with_the_configured_shift(tmp_path, monkeypatch, vae_run):
+    import kinema.diffusion.flow as flow
+
+    used, real = [], flow.flow_matching_loss_terms
+
+    def spy(*args, **kwargs):
+        used.append(kwargs.get("timestep_shift"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flow, "flow_matching_loss_terms", spy)
+    for shift in (6.0, 0.0):
+        cfg = tmp_path / f"s{shift}.json"
+        cfg.write_text(json.dumps({"steps": 1, "timestep_shift": shift}))
+        assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", str(vae_run / "final"),
+                     "--out", str(tmp_path / f"s{shift}"), "--quiet"]) == 0
+    assert used[0] == 6.0 and used[-1] is None  # 0 leaves the token-count rule in charge
 
 
 def test_guidance_distillation_learns_the_teachers_guided_velocity(tmp_path, capsys, dit_run):

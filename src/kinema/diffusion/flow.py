@@ -87,15 +87,19 @@ def num_tokens_for(latent_shape, patch_size=(1, 2, 2)) -> int:
 
 
 def sample_timesteps(batch: int, generator: torch.Generator | None = None, num_tokens: int | None = None,
-                     device=None, mean: float = 0.0, std: float = 1.0, **shift_kwargs) -> torch.Tensor:
-    """Training timesteps [B]: logit-normal (sigmoid of N(mean, std)), then shifted for the token count.
+                     device=None, mean: float = 0.0, std: float = 1.0, shift: float | None = None,
+                     **shift_kwargs) -> torch.Tensor:
+    """Training timesteps [B]: logit-normal (sigmoid of N(mean, std)), then shifted.
 
-    With `num_tokens` None no shift is applied. Draws on the CPU from `generator` so results do not
-    depend on the device; the result is moved to `device`.
+    A fixed `shift` wins; otherwise the shift follows the token count, and with `num_tokens` None
+    no shift is applied. Draws on the CPU from `generator` so results do not depend on the device;
+    the result is moved to `device`.
     """
     u = torch.randn(batch, generator=generator) * std + mean
     t = torch.sigmoid(u)
-    if num_tokens is not None:
+    if shift is not None:
+        t = time_shift(t, shift)
+    elif num_tokens is not None:
         t = time_shift(t, shift_for_tokens(num_tokens, **shift_kwargs))
     return t.to(device) if device is not None else t
 
@@ -161,21 +165,21 @@ def flow_matching_loss(model, x0: torch.Tensor, text_states: torch.Tensor, text_
                        cond_mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
                        timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                        patch_size=(1, 2, 2), target_fn=None, foreground_fn=None,
-                       object_weight: float = 0.0) -> torch.Tensor:
+                       object_weight: float = 0.0, timestep_shift: float | None = None) -> torch.Tensor:
     """The training loss; see `flow_matching_loss_terms`."""
     return flow_matching_loss_terms(model, x0, text_states, text_mask, cond_mask, generator, timesteps, noise,
-                                    patch_size, target_fn, foreground_fn, object_weight).total
+                                    patch_size, target_fn, foreground_fn, object_weight, timestep_shift).total
 
 
 def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor, text_mask: torch.Tensor,
                              cond_mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
                              timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                              patch_size=(1, 2, 2), target_fn=None, foreground_fn=None,
-                             object_weight: float = 0.0) -> FlowLossTerms:
+                             object_weight: float = 0.0, timestep_shift: float | None = None) -> FlowLossTerms:
     """Rectified-flow loss for latents x0 [B, C, T, H, W], with its terms apart for logging.
 
-    Each sample draws one t (logit-normal, shifted for its token count) shared by its generated
-    frames; frames with cond_mask [B, T] True are given: t = 0, clean in x_t, and left out of the
+    Each sample draws one t (logit-normal, shifted by `timestep_shift` or else for its token count)
+    shared by its generated frames; frames with cond_mask [B, T] True are given: t = 0, clean in x_t, and left out of the
     loss. The loss is the MSE between the prediction and eps - x0 over generated frames (0, with
     a gradient of 0, when every frame is given). `cond_mask` None means no frame is given.
     `timesteps` [B] and `noise` may be passed to override the random draws. `target_fn(x_t, tt)`,
@@ -195,7 +199,8 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
     if cond_mask.shape != (b, t_frames):
         raise ValueError(f"cond_mask must be [B, T] = {(b, t_frames)}, got {tuple(cond_mask.shape)}")
     if timesteps is None:
-        timesteps = sample_timesteps(b, generator, num_tokens=num_tokens_for(x0.shape, patch_size))
+        timesteps = sample_timesteps(b, generator, num_tokens=num_tokens_for(x0.shape, patch_size),
+                                     shift=timestep_shift)
     timesteps = timesteps.to(device=x0.device, dtype=x0.dtype)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ class TrainConfig:
     caption_dropout: float = 0.1       # captions replaced by "" (classifier-free guidance)
     guidance_distill: float = 0.0      # > 0: learn `init`'s guided velocity at this scale in one forward
                                        # (half the sampling cost); the export then samples with guidance 1
+    timestep_shift: float = 0.0        # > 0: shift training timesteps by this fixed amount (towards noise,
+                                       # where a sampler with a large shift spends its steps); 0: by token count
     pipeline: dict = field(default_factory=dict)  # defaults stored in the exported pipeline's config
     out: str = ""                      # run folder (--out)
 
@@ -292,6 +295,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
          "object_loss_weight: the transformer's object loss finds objects against the world's flat "
          "backgrounds, so it needs data.source \"world\"; set it to 0 for a folder of clips")
     need(cfg.guidance_distill >= 0, "guidance_distill: must be >= 0")
+    need(math.isfinite(cfg.timestep_shift) and cfg.timestep_shift >= 0,
+         "timestep_shift: must be a finite number >= 0 (0 = shift by token count)")
     need(cfg.guidance_distill == 0 or cfg.stage != "dit" or bool(cfg.init),
          "guidance_distill: distillation learns from a teacher, so it needs `init` weights")
     need(cfg.vae_trainable in ("all", "decoder"),

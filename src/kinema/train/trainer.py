@@ -342,7 +342,8 @@ class Trainer:
         with self.autocast():
             terms = flow_matching_loss_terms(self.model, z, states, mask, cond_mask=cond, generator=self.gen,
                                              target_fn=target_fn, foreground_fn=self.foreground,
-                                             object_weight=self.cfg.object_loss_weight)
+                                             object_weight=self.cfg.object_loss_weight,
+                                             timestep_shift=self.cfg.timestep_shift or None)
         parts = {} if terms.object is None else {"flow_loss": terms.flow.detach(), "object_loss": terms.object.detach()}
         return terms.total.float(), b, parts
 
