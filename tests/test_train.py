@@ -217,6 +217,30 @@ def test_dit_latent_cache(tmp_path, vae_run):
     assert (out / "final" / "model_index.json").is_file()
 
 
+def test_a_shared_latent_cache_is_refused_not_overwritten_when_settings_differ(tmp_path, capsys, vae_run):
+    shared = tmp_path / "shared_cache"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("kept")  # not the cache's: building beside it leaves it alone
+
+    def run(name: str, seed: int) -> int:
+        f = tmp_path / f"{name}.json"
+        f.write_text(json.dumps({"seed": seed, "data": {"latent_cache": True, "latent_cache_batches": 2,
+                                                        "latent_cache_dir": str(shared)}}))
+        return main(["train", "dit", "--preset", "smoke", "--config", str(f), "--vae", str(vae_run / "final"),
+                     "--out", str(tmp_path / name), "--steps", "1", "--quiet"])
+
+    assert run("first", 0) == 0
+    built = {p.name: p.stat().st_mtime_ns for p in shared.iterdir()}
+    assert "manifest.json" in built and (shared / "notes.txt").read_text() == "kept"
+    capsys.readouterr()
+    assert run("other_seed", 5) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "data.latent_cache_dir" in err and "seed 0 there, 5 wanted" in err
+    assert {p.name: p.stat().st_mtime_ns for p in shared.iterdir()} == built  # untouched
+    assert run("same_seed", 0) == 0  # the same settings reuse it
+    assert {p.name: p.stat().st_mtime_ns for p in shared.iterdir()} == built
+
+
 def test_world_stream_interleaved_items_are_pure():
     from kinema.data.world_stream import WorldStream
 

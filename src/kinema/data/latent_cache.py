@@ -6,8 +6,9 @@ safetensors shards, then train from the shards.
 
 Entry n is built by process n % W (W = processes at build time) from item n // W of its data
 stream, so the cache is the same for any W and training reads it in a seeded order that does
-not depend on the number of processes either. A cache whose manifest does not match the run is
-rebuilt.
+not depend on the number of processes either. A run's own cache (OUT/latent_cache) whose manifest
+does not match the run is rebuilt; a complete cache in a folder named by `data.latent_cache_dir`,
+which other runs may share, is never overwritten: a mismatch is an error naming what differs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -49,6 +49,18 @@ def read_manifest(root: Path) -> dict | None:
 def is_valid(root: Path, key: dict) -> bool:
     m = read_manifest(root)
     return m is not None and m.get("key") == key and all((Path(root) / s).is_file() for s in m.get("shards", []))
+
+
+def mismatch(root: Path, key: dict) -> str | None:
+    """What differs between `key` and the complete cache in `root` (e.g. "seed 0 here, 16 wanted"),
+    or None when `root` holds no complete cache or one built for `key`."""
+    m = read_manifest(root)
+    if m is None or not all((Path(root) / s).is_file() for s in m.get("shards", [])):
+        return None
+    built = m.get("key", {})
+    diffs = [f"{k} {built.get(k)!r} there, {key.get(k)!r} wanted"
+             for k in sorted(set(built) | set(key)) if built.get(k) != key.get(k)]
+    return "; ".join(diffs) or None
 
 
 def build_shards(root: Path, rank: int, world_size: int, count: int,
@@ -95,9 +107,14 @@ def write_manifest(root: Path, key: dict, shards: list[str], count: int) -> None
 
 
 def clear(root: Path) -> None:
+    """Remove the cache's own files (manifest, shards, their temporary files), nothing else."""
     root = Path(root)
-    if root.is_dir():
-        shutil.rmtree(root)
+    if not root.is_dir():
+        return
+    for f in root.iterdir():
+        name = f.name.lstrip(".")
+        if f.is_file() and (name.startswith(MANIFEST) or name.startswith("shard_r")):
+            f.unlink()
 
 
 class LatentCache:
