@@ -46,16 +46,24 @@ def read_manifest(root: Path) -> dict | None:
         return None
 
 
-def is_valid(root: Path, key: dict) -> bool:
+def _complete_manifest(root: Path) -> dict | None:
+    """The manifest of a cache whose every shard is there, else None."""
     m = read_manifest(root)
-    return m is not None and m.get("key") == key and all((Path(root) / s).is_file() for s in m.get("shards", []))
+    if m is None or not all((Path(root) / s).is_file() for s in m.get("shards", [])):
+        return None
+    return m
+
+
+def is_valid(root: Path, key: dict) -> bool:
+    m = _complete_manifest(root)
+    return m is not None and m.get("key") == key
 
 
 def mismatch(root: Path, key: dict) -> str | None:
-    """What differs between `key` and the complete cache in `root` (e.g. "seed 0 here, 16 wanted"),
+    """What differs between `key` and the complete cache in `root` (e.g. "seed 0 there, 16 wanted"),
     or None when `root` holds no complete cache or one built for `key`."""
-    m = read_manifest(root)
-    if m is None or not all((Path(root) / s).is_file() for s in m.get("shards", [])):
+    m = _complete_manifest(root)
+    if m is None:
         return None
     built = m.get("key", {})
     diffs = [f"{k} {built.get(k)!r} there, {key.get(k)!r} wanted"
