@@ -46,29 +46,16 @@ def read_manifest(root: Path) -> dict | None:
         return None
 
 
-def _complete_manifest(root: Path) -> dict | None:
-    """The manifest of a cache whose every shard is there, else None."""
+def difference(root: Path, key: dict) -> str | None:
+    """How the cache in `root` differs from one built for `key`: None when `root` holds no complete
+    cache (a missing shard means an interrupted build), "" when it was built for `key`, else each
+    difference (e.g. "seed 0 there, 16 wanted")."""
     m = read_manifest(root)
     if m is None or not all((Path(root) / s).is_file() for s in m.get("shards", [])):
         return None
-    return m
-
-
-def is_valid(root: Path, key: dict) -> bool:
-    m = _complete_manifest(root)
-    return m is not None and m.get("key") == key
-
-
-def mismatch(root: Path, key: dict) -> str | None:
-    """What differs between `key` and the complete cache in `root` (e.g. "seed 0 there, 16 wanted"),
-    or None when `root` holds no complete cache or one built for `key`."""
-    m = _complete_manifest(root)
-    if m is None:
-        return None
     built = m.get("key", {})
-    diffs = [f"{k} {built.get(k)!r} there, {key.get(k)!r} wanted"
-             for k in sorted(set(built) | set(key)) if built.get(k) != key.get(k)]
-    return "; ".join(diffs) or None
+    return "; ".join(f"{k} {built.get(k)!r} there, {key.get(k)!r} wanted"
+                     for k in sorted(set(built) | set(key)) if built.get(k) != key.get(k))
 
 
 def build_shards(root: Path, rank: int, world_size: int, count: int,

@@ -279,17 +279,14 @@ class Trainer:
                "buckets": cfg.data.buckets, "batch_size": cfg.optim.batch_size, "fps": cfg.data.fps,
                "max_objects": cfg.data.max_objects, "seed": cfg.seed, "batches": cfg.data.latent_cache_batches,
                "vae": lc.fingerprint_module(self.vae_cpu)}
-        state = None
-        if self.info.is_main:
-            differs = lc.mismatch(root, key) if cfg.data.latent_cache_dir else None
-            state = "valid" if lc.is_valid(root, key) else (f"mismatch: {differs}" if differs else "build")
-        state = D.broadcast_object(self.info, state)
-        if state.startswith("mismatch"):
+        differs = lc.difference(root, key) if self.info.is_main else None
+        differs = D.broadcast_object(self.info, differs)
+        if differs and cfg.data.latent_cache_dir:
             raise KinemaError(
                 f"data.latent_cache_dir: {root} holds a latent cache built for other settings "
-                f"({state.split(': ', 1)[1]}); other runs may use it, so it is not overwritten: "
+                f"({differs}); other runs may use it, so it is not overwritten: "
                 "match those settings, or name a new folder")
-        if state == "build":
+        if differs != "":  # no complete cache, or the run's own one built for other settings
             if self.info.is_main:
                 lc.clear(root)
                 self.log(f"kinema train: encoding {cfg.data.latent_cache_batches} batches into the latent cache {root}")
