@@ -86,6 +86,7 @@ def test_config_file_overrides(tmp_path):
     ({"data": {"buckets": [[100, 100, 25]]}}, "100x100"),
     ({"object_loss_weight": -1.0}, "object_loss_weight"),
     ({"timestep_shift": -2.0}, "timestep_shift"),
+    ({"object_loss_balance": True, "object_loss_weight": 0.0}, "object_loss_balance"),
 ])
 def test_bad_config_file_is_one_line_exit_2(tmp_path, capsys, body, named):
     f = tmp_path / "bad.json"
@@ -429,3 +430,38 @@ def test_dit_object_loss_charges_more_on_the_same_draws_and_needs_world_data(tmp
     assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", vae,
                  "--out", str(tmp_path / "none"), "--quiet"]) == 2
     assert "object_loss_weight" in capsys.readouterr().err
+
+
+def test_non_finite_gradients_skip_the_step_and_then_stop_the_run(tmp_path, capsys, monkeypatch, vae_run):
+    from kinema.train.trainer import MAX_BAD_STEPS, Trainer
+
+    real = Trainer._loss
+    calls = {"n": 0}
+
+    def poisoned(self, batch, bad):
+        loss, n, parts = real(self, batch)
+        calls["n"] += 1
+        return (loss * float("nan") if bad(calls["n"]) else loss), n, parts
+
+    # two NaN steps among good ones: skipped, the weights stay finite, every logged loss is finite
+    monkeypatch.setattr(Trainer, "_loss", lambda self, batch: poisoned(self, batch, lambda k: k in (2, 3)))
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"steps": 4, "log_every": 1, "checkpoint_every": 1}))
+    out = tmp_path / "some_bad"
+    assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(out)]) == 0
+    assert "step 2: gradients not finite" in capsys.readouterr().err
+    assert [r["step"] for r in _steps(out)] == [1, 2, 3, 4] and calls["n"] == 6
+    assert all(r["loss"] == r["loss"] and r["grad_norm"] == r["grad_norm"] for r in _steps(out))
+    weights = load_file(str(out / "final" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.isfinite(t).all() for t in weights.values())
+
+    # NaN from step 3 on: the run stops with one clear line after MAX_BAD_STEPS tries, and its last
+    # checkpoint (step 2) is intact, so the run can be resumed after the fix
+    calls["n"] = 0
+    monkeypatch.setattr(Trainer, "_loss", lambda self, batch: poisoned(self, batch, lambda k: k >= 3))
+    out = tmp_path / "all_bad"
+    assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"not finite at {MAX_BAD_STEPS} steps in a row (from step 3)" in err and "precision" in err
+    assert calls["n"] == 2 + MAX_BAD_STEPS
+    assert [r["step"] for r in _steps(out)] == [1, 2]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kinema.errors import KinemaError
-from kinema.models.vae import CausalVideoVAE, VAEConfig, foreground_mask
+from kinema.models.vae import CausalVideoVAE, VAEConfig, area_balanced_weights, foreground_mask
 
 
 def tiny_config(**kw) -> VAEConfig:
@@ -203,3 +203,37 @@ def test_object_loss_term_averages_over_foreground_of_input_and_reconstruction(v
         assert vae.loss(x, object_weight=0.3)["loss"] == pytest.approx(float(base + 0.3 * expected), rel=1e-5)
         # the term charges object pixels far more than the whole-frame mean does
         assert float(expected) > float(vae.loss(x)["recon"])
+
+
+def test_area_balanced_object_weights_let_a_small_object_count_about_as_much_as_a_large_one():
+    mask = torch.zeros(1, 1, 128, 128, dtype=torch.bool)
+    mask[0, 0, 10:48, 10:48] = True  # a large world object: 0.30 of the side, 38 px
+    mask[0, 0, 80:99, 80:99] = True  # a small one: 0.15, 19 px, a quarter of the pixels
+    w = area_balanced_weights(mask)
+    large, small = float(w[0, 0, 10:48, 10:48].sum()), float(w[0, 0, 80:99, 80:99].sum())
+    assert float(w[~mask].abs().sum()) == 0.0
+    assert large / small < 2.0  # pooled pixels would make it 4
+
+
+def test_balanced_object_term_charges_a_small_objects_error_more(vae):
+    vae.eval()
+    x = torch.full((1, 3, 1, 64, 64), -0.6)
+    x[:, 0, :, 4:24, 4:24] = 0.7    # large
+    x[:, 0, :, 44:54, 44:54] = 0.7  # small
+    with torch.no_grad():
+        rec = vae.decode(vae.encode(x))
+        small_wrong = x.clone()
+        small_wrong[:, 0, :, 44:54, 44:54] = -0.6  # the small object lost
+        for balance in (False, True):
+            mask = foreground_mask(x)
+            weight = area_balanced_weights(mask) if balance else mask.float()
+            err = (small_wrong - x).abs()
+            share = float(((err + err.pow(2)).mean(dim=1) * weight).sum() / weight.sum())
+            if balance:
+                assert share > 1.5 * unbalanced  # losing the small object now costs far more
+            unbalanced = share
+        # and the loss itself uses the weights when asked
+        plain = vae.loss(x, object_weight=0.3)["loss"]
+        balanced = vae.loss(x, object_weight=0.3, object_balance=True)["loss"]
+        assert torch.isfinite(balanced) and float(balanced) != float(plain)
+        del rec

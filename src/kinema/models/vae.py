@@ -327,6 +327,19 @@ def foreground_mask(x: Tensor, threshold: float = 0.1) -> Tensor:
     return (x - median).abs().amax(dim=1) > threshold
 
 
+def area_balanced_weights(mask: Tensor) -> Tensor:
+    """[B, T, H, W] float weights for `mask`'s pixels such that every object counts about the same,
+    whatever its size: each marked pixel is weighted by 1 / the share of marked pixels in a window
+    about as wide as the world's large objects (0.3 of the shorter side). A pooled mean over
+    foreground pixels would otherwise weigh a large object 4x a small one, and it is the small
+    ones whose shapes come back as blobs."""
+    B, T, H, W = mask.shape
+    k = max(3, int(round(0.3 * min(H, W))) | 1)
+    m = mask.float().reshape(B * T, 1, H, W)
+    density = F.avg_pool2d(m, k, stride=1, padding=k // 2, count_include_pad=False)
+    return (m / density.clamp(min=1.0 / (k * k))).reshape(B, T, H, W)
+
+
 class CausalVideoVAE(nn.Module):
     """KL-regularised causal video autoencoder; `encode` is deterministic (posterior mean)."""
 
@@ -448,10 +461,12 @@ class CausalVideoVAE(nn.Module):
         return self.decoder(z), self.normalize(mean)
 
     def loss(self, x: Tensor, kl_weight: float = 1e-4, motion_weight: float = 0.0,
-             edge_weight: float = 0.0, object_weight: float = 0.0) -> dict[str, Tensor]:
+             edge_weight: float = 0.0, object_weight: float = 0.0,
+             object_balance: bool = False) -> dict[str, Tensor]:
         """dict(loss, recon, reg): recon = MSE + L1 on pixels, plus L1 on frame-to-frame differences
         (`motion_weight`), on horizontal/vertical pixel differences (`edge_weight`) and MSE + L1
-        averaged over foreground pixels only (`object_weight`, see `foreground_mask`); reg = mean
+        averaged over foreground pixels only (`object_weight`, see `foreground_mask`; with
+        `object_balance` each object counts about equally, see `area_balanced_weights`); reg = mean
         KL to N(0, 1).
 
         The difference terms exist because on mostly-flat frames a pixel loss is dominated by the
@@ -472,7 +487,8 @@ class CausalVideoVAE(nn.Module):
             mask = foreground_mask(x) | foreground_mask(rec.detach())
             err = (rec - x).abs()
             per_pixel = (err + err.pow(2)).mean(dim=1)
-            recon = recon + object_weight * (per_pixel * mask).sum() / mask.sum().clamp(min=1)
+            weight = area_balanced_weights(mask) if object_balance else mask.float()
+            recon = recon + object_weight * (per_pixel * weight).sum() / weight.sum().clamp(min=1)
         reg = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
         return {"loss": recon + kl_weight * reg, "recon": recon, "reg": reg}
 

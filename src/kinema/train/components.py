@@ -74,20 +74,22 @@ class VAETrainModule(nn.Module):
     posterior mean; "raw" -> raw (unnormalised) latents."""
 
     def __init__(self, vae, kl_weight: float = 1e-4, motion_weight: float = 0.0, edge_weight: float = 0.0,
-                 object_weight: float = 0.0):
+                 object_weight: float = 0.0, object_balance: bool = False):
         super().__init__()
         self.vae = vae
         self.kl_weight = kl_weight
         self.motion_weight = motion_weight
         self.edge_weight = edge_weight
         self.object_weight = object_weight
+        self.object_balance = object_balance
 
     def forward(self, x: torch.Tensor, mode: str = "loss"):
         vae = self.vae
         if mode == "loss":
             if hasattr(vae, "loss"):
                 return vae.loss(x, kl_weight=self.kl_weight, motion_weight=self.motion_weight,
-                                edge_weight=self.edge_weight, object_weight=self.object_weight)["loss"]
+                                edge_weight=self.edge_weight, object_weight=self.object_weight,
+                                object_balance=self.object_balance)["loss"]
             recon, _ = vae(x)
             return F.mse_loss(recon.float(), x.float()) + F.l1_loss(recon.float(), x.float())
         if mode == "recon":

@@ -75,6 +75,7 @@ class TrainConfig:
     object_loss_weight: float = 0.0    # vae: + this * (MSE + L1) averaged over foreground pixels (objects, ghosts);
                                        # dit (world data): + this * the flow loss averaged over latent positions
                                        # that hold an object, in the clip or in the prediction
+    object_loss_balance: bool = False  # vae: weigh the object term so a small object counts as much as a large one
     vae_trainable: str = "all"         # "all" | "decoder": keep the encoder (and latent statistics) of
                                        # `init`, so the latent space, and a transformer trained on it, stay valid
     latent_stats_batches: int = 8      # batches for the per-channel latent mean/std at the end
@@ -294,6 +295,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.stage != "dit" or cfg.object_loss_weight == 0 or cfg.data.source == "world",
          "object_loss_weight: the transformer's object loss finds objects against the world's flat "
          "backgrounds, so it needs data.source \"world\"; set it to 0 for a folder of clips")
+    need(not cfg.object_loss_balance or (cfg.stage == "vae" and cfg.object_loss_weight > 0),
+         "object_loss_balance: it weighs the autoencoder's object term, so it needs stage \"vae\" "
+         "and object_loss_weight > 0")
     need(cfg.guidance_distill >= 0, "guidance_distill: must be >= 0")
     need(math.isfinite(cfg.timestep_shift) and cfg.timestep_shift >= 0,
          "timestep_shift: must be a finite number >= 0 (0 = shift by token count)")

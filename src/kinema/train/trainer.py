@@ -42,6 +42,8 @@ from .ema import EMA
 # Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "log_every", "out", "data.num_workers",
                      "data.cache_clips"}
+# Steps in a row whose gradients are NaN or inf before a run gives up.
+MAX_BAD_STEPS = 5
 
 
 def lr_at(cfg: TrainConfig, step: int, elapsed: float | None = None) -> float:
@@ -115,6 +117,7 @@ class Trainer:
         self.ema: EMA | None = None
         self.teacher: nn.Module | None = None  # guidance distillation
         self.foreground = None  # dit object loss: latents -> where the objects are
+        self.bad_steps = 0  # steps in a row skipped for non-finite gradients
         self.pbar = None
         self.metrics_path = self.out / "metrics.jsonl"
 
@@ -169,7 +172,8 @@ class Trainer:
             self.vae = comp.build_vae(cfg.model)
             self.raw = comp.VAETrainModule(self.vae, kl_weight=cfg.kl_weight, motion_weight=cfg.motion_loss_weight,
                                            edge_weight=cfg.edge_loss_weight,
-                                           object_weight=cfg.object_loss_weight).to(dev)
+                                           object_weight=cfg.object_loss_weight,
+                                           object_balance=cfg.object_loss_balance).to(dev)
         else:
             if cfg.vae:
                 self.vae_cpu = comp.load_vae(cfg.vae)
@@ -602,20 +606,23 @@ class Trainer:
             lr = lr_at(cfg, self.step, self.elapsed())
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            samples = 0
+            samples, terms = 0, []
             for micro in range(accum):
                 batch = next(batches)
                 self.position += 1
                 with self._no_sync(micro == accum - 1):
                     loss, n, parts = self._loss(batch)
                     (loss / accum).backward()
-                # summed on the device: no host sync per step
-                for k, v in {"loss": loss.detach(), **parts}.items():
-                    self._wsums[k] = self._wsums.get(k, 0.0) + v.double() / accum
+                terms.append({"loss": loss.detach(), **parts})
                 samples += n
-            gn = None
-            if cfg.optim.grad_clip > 0:
-                gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            # no clipping at grad_clip 0: the norm is still wanted, to refuse a non-finite step
+            gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+            if not self._gradients_finite(gn):
+                continue
+            for parts in terms:  # summed on the device: no host sync for these
+                for k, v in parts.items():
+                    self._wsums[k] = self._wsums.get(k, 0.0) + v.double() / accum
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
             if self.ema is not None:
@@ -661,6 +668,26 @@ class Trainer:
         self.write_metrics(done)
         result["param_checksums"] = checks
         return result
+
+    def _gradients_finite(self, grad_norm: torch.Tensor) -> bool:
+        """False (and the gradients dropped, the weights left as they were) when a step's gradients
+        hold NaN or inf; an error after MAX_BAD_STEPS such steps in a row, since a model that kept
+        training on them would be NaN from then on. One host sync per step buys this."""
+        norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        if bool(torch.isfinite(norm)):  # every rank reduced the same gradients: they agree
+            self.bad_steps = 0
+            return True
+        self.opt.zero_grad(set_to_none=True)
+        self.bad_steps += 1
+        self.log(f"kinema train: step {self.step + 1}: gradients not finite (NaN or inf); step skipped, "
+                 "weights unchanged")
+        if self.bad_steps >= MAX_BAD_STEPS:
+            raise KinemaError(
+                f"kinema train: the gradients were not finite at {self.bad_steps} steps in a row (from step "
+                f"{self.step + 1}); the weights and the last checkpoint are as at step {self.step}. Lower "
+                "optim.lr, or, under bf16 on a CPU (some PyTorch builds give non-finite bf16 3D-convolution "
+                "gradients), set \"precision\": \"fp32\"")
+        return False
 
     def _log_window(self, lr: float, grad_norm: float, seconds: float) -> dict:
         w = self.window
