@@ -262,7 +262,7 @@ class ToPoint(torch.nn.Module):
         return (x - self.c.expand_as(x)) / tt
 
 
-@pytest.mark.parametrize("sampler", ["euler", "heun", "multistep"])
+@pytest.mark.parametrize("sampler", ["euler", "heun", "multistep", "stochastic"])
 def test_sampler_integrates_the_flow_and_keeps_given_frames(sampler):
     g = torch.Generator().manual_seed(0)
     c = torch.randn(1, 2, 4, 2, 2, generator=g)
@@ -280,6 +280,34 @@ def test_sampler_integrates_the_flow_and_keeps_given_frames(sampler):
     assert torch.equal(out[:, :, 0], cond[:, :, 0]) and torch.equal(out[:, :, 3], cond[:, :, 3])
     assert torch.allclose(out[:, :, 1:3], c[:, :, 1:3], atol=1e-5)
     assert steps_seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_stochastic_sampler_draws_fresh_noise_per_sample_from_its_generator():
+    class Shrink(torch.nn.Module):
+        """A velocity that depends on x, so that the noise drawn along the way shows in the result."""
+
+        def forward(self, x, t, states, mask):
+            return 0.5 * x + 1.0
+
+    states, mask = torch.zeros(2, 3, 8), torch.ones(2, 3, dtype=torch.bool)
+    noise = torch.randn(2, 2, 3, 2, 2, generator=torch.Generator().manual_seed(9))
+    kw = dict(steps=5, shift=3.0, sampler="stochastic", guidance=1.0)
+
+    def gens(*seeds):
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    batch = sample(Shrink(), noise, states, mask, generators=gens(3, 4), **kw)
+    alone = [sample(Shrink(), noise[i:i + 1], states[:1], mask[:1], generators=gens(s), **kw)
+             for i, s in enumerate((3, 4))]
+    assert torch.allclose(batch, torch.cat(alone), atol=1e-6)  # a sample does not depend on its batch
+    again = sample(Shrink(), noise, states, mask, generators=gens(3, 4), **kw)
+    assert torch.equal(batch, again)  # the same generators, the same result
+    other = sample(Shrink(), noise, states, mask, generators=gens(3, 5), **kw)
+    assert torch.equal(other[0], batch[0]) and not torch.allclose(other[1], batch[1])
+    euler = sample(Shrink(), noise, states, mask, steps=5, shift=3.0, sampler="euler", guidance=1.0)
+    assert not torch.allclose(euler, batch)  # the fresh noise replaces the predicted noise
+    with pytest.raises(ValueError, match="one per sample"):
+        sample(Shrink(), noise, states, mask, generators=gens(3), **kw)
 
 
 def test_second_order_samplers_follow_a_curved_flow_closer_than_euler():

@@ -22,9 +22,10 @@ def pipe():
     return p
 
 
-def test_batch_matches_single_generation(pipe):
+@pytest.mark.parametrize("sampler", ["euler", "stochastic"])
+def test_batch_matches_single_generation(pipe, sampler):
     prompts = ["a large red circle moves right on a navy background", "a small blue star stays still on a sand background"]
-    kw = dict(num_frames=9, size="48x32", steps=3, guidance=4.0)
+    kw = dict(num_frames=9, size="48x32", steps=3, guidance=4.0, sampler=sampler)
     batch = pipe.generate_batch(prompts, seeds=[5, 6], **kw)
     for prompt, seed, video in zip(prompts, [5, 6], batch):
         single = pipe.generate(prompt, seed=seed, progress=False, **kw)

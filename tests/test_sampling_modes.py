@@ -181,7 +181,7 @@ def test_long_backward_extension(pipe):
     assert len(given_kept(windows)) >= 2
 
 
-@pytest.mark.parametrize("sampler", ["heun", "multistep"])
+@pytest.mark.parametrize("sampler", ["heun", "multistep", "stochastic"])
 def test_second_order_samplers(pipe, sampler):
     euler = pipe.generate(PROMPT, num_frames=5, size=SIZE, progress=False)
     other = pipe.generate(PROMPT, num_frames=5, size=SIZE, sampler=sampler, progress=False)

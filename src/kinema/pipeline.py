@@ -290,7 +290,7 @@ class _Engine:
             pipe.transformer, noise, run.states, run.mask, uncond_states=run.ustates, uncond_mask=run.umask,
             guidance=run.guidance, steps=run.steps, shift=pipe._shift(n, run.lat_h, run.lat_w, run.shift),
             cond_latents=cond if bool(mask.any()) else None, cond_mask=mask if bool(mask.any()) else None,
-            start_t=start_t, init_latents=init, sampler=run.sampler, progress=report,
+            start_t=start_t, init_latents=init, sampler=run.sampler, progress=report, generators=[run.generator],
         )
         self.timings["denoise"] += time.perf_counter() - t0
         self.windows.append({"latents": z, "cond_latents": cond, "cond_mask": mask, "start_t": start_t})
@@ -683,11 +683,12 @@ class Pipeline:
             raise KinemaError(f"generate_batch makes one window ({1 + ft * (int(cfg['max_latent_frames']) - 1)} "
                               f"frames at most); asked for {count}")
         shape = (1, self.latent_channels, n, run.lat_h, run.lat_w)
-        noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        noise = torch.cat([torch.randn(shape, generator=g) for g in generators])
         states, mask = self.encode_text(prompts + [negative])
         z = sample(self.transformer, noise.to(self.device), states[:-1], mask[:-1], uncond_states=states[-1:],
                    uncond_mask=mask[-1:], guidance=guidance, steps=steps, shift=self._shift(n, run.lat_h, run.lat_w, shift),
-                   sampler=sampler)
+                   sampler=sampler, generators=generators)
         engine = _Engine(run, None, 0)
         videos = []
         for i, prompt in enumerate(prompts):

@@ -19,7 +19,7 @@ from .flow import add_noise, time_shift, unshift_time
 
 __all__ = ["timestep_schedule", "edit_schedule", "sample", "guidance_text", "guided_velocity", "SAMPLERS"]
 
-SAMPLERS = ("euler", "heun", "multistep")
+SAMPLERS = ("euler", "heun", "multistep", "stochastic")
 
 
 def timestep_schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
@@ -85,7 +85,8 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
            guidance: float = 5.0, steps: int = 20, shift: float = 1.0,
            cond_latents: torch.Tensor | None = None, cond_mask: torch.Tensor | None = None,
            start_t: float = 1.0, init_latents: torch.Tensor | None = None, sampler: str = "euler",
-           progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+           progress: Callable[[int, int], None] | None = None,
+           generators: list[torch.Generator] | None = None) -> torch.Tensor:
     """Denoise `noise` [B, C, T, H, W] into latents.
 
     - Guidance: with `uncond_states` and guidance != 1, conditional and unconditional predictions
@@ -98,7 +99,11 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
     - `progress(step, total)` is called after each step (step counts from 1).
     - Samplers: "euler" (one network call per step), "heun" (two: second order), "multistep"
       (one call per step, second order: the Adams-Bashforth step for uneven steps, reusing the
-      previous step's velocity, so it is about as accurate as Heun at half the cost).
+      previous step's velocity, so it is about as accurate as Heun at half the cost), "stochastic"
+      (one call per step: from the predicted clean latents x0 = x - t v, step to the next time
+      with fresh noise instead of the predicted noise, as diffusers' FlowMatchEulerDiscreteScheduler
+      does with `stochastic_sampling`; the fresh noise of sample b comes from `generators[b]`, so a
+      batch gives each sample what it would get alone).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -153,6 +158,15 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
         x = add_noise(init_latents.to(device=device, dtype=dtype), noise, float(start_t))
     else:
         x = noise
+    if sampler == "stochastic":
+        if generators is None:
+            generators = [torch.Generator().manual_seed(0) for _ in range(b)]
+        if len(generators) != b:
+            raise ValueError(f"generators: one per sample wanted ({b}), got {len(generators)}")
+
+    def fresh_noise() -> torch.Tensor:
+        return torch.cat([torch.randn((1, *x.shape[1:]), generator=g) for g in generators]).to(device, dtype)
+
     schedule = edit_schedule(steps, shift, float(start_t)).tolist()
     total = len(schedule) - 1
     x = keep_given(x)
@@ -161,7 +175,9 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
         t_cur, t_next = schedule[i], schedule[i + 1]
         dt = t_next - t_cur
         v = velocity(x, t_cur)
-        if sampler == "multistep" and v_prev is not None:
+        if sampler == "stochastic":
+            x_next = (1.0 - t_next) * (x - t_cur * v) + t_next * fresh_noise()
+        elif sampler == "multistep" and v_prev is not None:
             r = dt / (2.0 * dt_prev)
             x_next = x + dt * ((1.0 + r) * v - r * v_prev)
         else:
