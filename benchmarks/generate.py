@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from kinema.sampler_names import SAMPLERS
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -29,7 +31,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--fps", type=float, default=12.0)
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--sampler", default=None, choices=("euler", "heun", "multistep", "stochastic"))
+    ap.add_argument("--sampler", default=None, choices=SAMPLERS)
     ap.add_argument("--prompt", default="a large red circle moves right on a navy background")
     args = ap.parse_args()
     results = []

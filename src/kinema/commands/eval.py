@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import KinemaError
+from ..sampler_names import SAMPLERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=2, help="seeds per prompt (default 2)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
-    p.add_argument("--sampler", choices=("euler", "heun", "multistep", "stochastic"), default=None,
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
                    help="sampler (default: the model's)")
     p.add_argument("--shift", type=float, default=None,
                    help="sampling time shift, > 1 spends more steps at high noise (default: the model's)")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..cli import PROCESS_START
 from ..errors import KinemaError
+from ..sampler_names import SAMPLERS
 
 _SUFFIXES = (".mp4", ".gif", ".png")
 
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strength", type=float, default=None, help="edit strength in (0, 1] (default 0.6)")
     p.add_argument("--loop", action="store_true", help="make a seamless loop")
     p.add_argument("--model", default=None, help="saved model folder (default: the shipped kinema-tiny)")
-    p.add_argument("--sampler", default=None, choices=("euler", "heun", "multistep", "stochastic"), help="sampler (default: the model's; multistep: second order at one call per step; stochastic: fresh noise at every step)")
+    p.add_argument("--sampler", default=None, choices=SAMPLERS, help="sampler (default: the model's; multistep: second order at one call per step; stochastic: fresh noise at every step)")
     p.add_argument("--shift", type=float, default=None,
                    help="sampling time shift; above 1 spends more steps at high noise, where the layout "
                    "is decided (default: the model's)")

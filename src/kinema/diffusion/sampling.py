@@ -15,11 +15,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..sampler_names import SAMPLERS
 from .flow import add_noise, time_shift, unshift_time
 
 __all__ = ["timestep_schedule", "edit_schedule", "sample", "guidance_text", "guided_velocity", "SAMPLERS"]
 
-SAMPLERS = ("euler", "heun", "multistep", "stochastic")
 
 
 def timestep_schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
