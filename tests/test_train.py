@@ -218,6 +218,27 @@ def test_dit_latent_cache(tmp_path, vae_run):
     assert (out / "final" / "model_index.json").is_file()
 
 
+def test_latent_cache_encoded_in_chunks_equals_whole_batches(tmp_path, monkeypatch, vae_run):
+    """Large batches are encoded a few clips at a time (GPU kernels' index limits); the latents
+    must not depend on the chunk."""
+    import kinema.train.trainer as trainer
+    from kinema.data.latent_cache import LatentCache
+
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"data": {"latent_cache": True, "latent_cache_batches": 2}}))
+    caches = []
+    for chunk in (1000, 1):
+        monkeypatch.setattr(trainer, "ENCODE_CHUNK", chunk)
+        out = tmp_path / f"run{chunk}"
+        assert main(["train", "dit", "--preset", "smoke", "--config", str(f), "--vae", str(vae_run / "final"),
+                     "--out", str(out), "--steps", "1", "--quiet"]) == 0
+        caches.append(LatentCache(out / "latent_cache", seed=0))
+    for n in range(2):
+        whole, chunked = caches[0].entry(n), caches[1].entry(n)
+        assert whole["latents"].shape[0] >= 2 and whole["caption"] == chunked["caption"]
+        torch.testing.assert_close(chunked["latents"], whole["latents"], rtol=1e-5, atol=1e-5)
+
+
 def test_a_shared_latent_cache_is_refused_not_overwritten_when_settings_differ(tmp_path, capsys, vae_run):
     shared = tmp_path / "shared_cache"
     shared.mkdir()

@@ -44,6 +44,9 @@ RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "log_every
                      "data.cache_clips"}
 # Steps in a row whose gradients are NaN or inf before a run gives up.
 MAX_BAD_STEPS = 5
+# Clips the frozen autoencoder encodes at once: a batch of 256 clips of 224x128x25 makes its first
+# activation about 6e9 elements, past the 2**31 that some GPU convolution kernels can index.
+ENCODE_CHUNK = 32
 
 
 def lr_at(cfg: TrainConfig, step: int, elapsed: float | None = None) -> float:
@@ -237,7 +240,8 @@ class Trainer:
     def _encode_latents(self, video: torch.Tensor) -> torch.Tensor:
         """Clips (uint8 or float in [-1, 1]) -> the frozen autoencoder's float32 latents, on the device."""
         with torch.no_grad(), self.autocast():
-            return self.vae.encode(_video_on(video, self.device)).float()
+            return torch.cat([self.vae.encode(_video_on(part, self.device)).float()
+                              for part in video.split(ENCODE_CHUNK)])
 
     def _latent_foreground(self):
         from ..world.spec import BACKGROUNDS
