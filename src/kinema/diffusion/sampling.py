@@ -21,7 +21,6 @@ from .flow import add_noise, time_shift, unshift_time
 __all__ = ["timestep_schedule", "edit_schedule", "sample", "guidance_text", "guided_velocity", "SAMPLERS"]
 
 
-
 def timestep_schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
     """steps + 1 timesteps from 1 down to 0 (float32), uniform before the time shift."""
     return edit_schedule(steps, shift, 1.0)
@@ -163,9 +162,10 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
             generators = [torch.Generator().manual_seed(0) for _ in range(b)]
         if len(generators) != b:
             raise ValueError(f"generators: one per sample wanted ({b}), got {len(generators)}")
+        sample_shape = (1, *x.shape[1:])
 
-    def fresh_noise() -> torch.Tensor:
-        return torch.cat([torch.randn((1, *x.shape[1:]), generator=g) for g in generators]).to(device, dtype)
+        def fresh_noise() -> torch.Tensor:
+            return torch.cat([torch.randn(sample_shape, generator=g) for g in generators]).to(device, dtype)
 
     schedule = edit_schedule(steps, shift, float(start_t)).tolist()
     total = len(schedule) - 1
