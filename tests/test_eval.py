@@ -28,7 +28,8 @@ class Oracle:
 def test_oracle_scores_everything_right(tmp_path):
     n = 6
     items = benchmark_items(n, num_frames=9)
-    report = run_eval(Oracle(items), tmp_path, n=n, seeds=(0,), workers=1, progress=False,
+    oracle = Oracle(items)
+    report = run_eval(oracle, tmp_path, n=n, seeds=(0,), workers=1, progress=False,
                       size_kwargs={"num_frames": 9})
     for row in report["rows"]:
         for split in ("seen", "heldout"):
@@ -39,6 +40,12 @@ def test_oracle_scores_everything_right(tmp_path):
     assert (tmp_path / "contact_sheet.png").stat().st_size > 1000
     lines = (tmp_path / "samples.jsonl").read_text().splitlines()
     assert len(lines) == n * 9 and json.loads(lines[0])["verdict"]
+    for record in map(json.loads, lines):  # each sample keeps where its objects were first seen
+        spec = oracle.specs[record["prompt"]]  # what was drawn (a prompt repeated keeps its last scene)
+        for obj in spec.objects:
+            x, y = spec.center(obj, 0)
+            assert any(d["first_frame"] == 0 and abs(d["first_xy"][0] - x) < 0.02 and abs(d["first_xy"][1] - y) < 0.02
+                       for d in record["detected"]), (record["prompt"], record["detected"])
 
 
 def test_wrong_colours_are_caught(tmp_path):

@@ -40,6 +40,17 @@ def _analyze_and_judge(args):
     return facts, judge(category, SceneSpec.from_dict(spec_dict), facts, frames)
 
 
+def _detected(obj: dict) -> dict:
+    """What a sample keeps of one detected object: its attributes, how long it was seen, and
+    where it was first seen (frame, and centre as fractions of width and height), which is
+    enough to check placement, e.g. a relation, without keeping the whole track."""
+    first = next((k for k, p in enumerate(obj["track"]) if p is not None), None)
+    kept = {k: obj[k] for k in ("color", "shape", "size", "motion", "frames_seen")}
+    if first is not None:
+        kept["first_frame"], kept["first_xy"] = first, obj["track"][first]
+    return kept
+
+
 def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batch_size: int = 16,
                  on_progress: Callable[[int, int], None] | None = None, sampler: str | None = None,
                  shift: float | None = None):
@@ -91,8 +102,7 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
         for item, seed, video, fut in fut_list:
             facts, verdict = fut.result() if hasattr(fut, "result") else fut
             records.append({**item.to_dict(), "seed": seed, "verdict": verdict,
-                            "detected": [{k: o[k] for k in ("color", "shape", "size", "motion", "frames_seen")}
-                                         for o in facts["objects"]]})
+                            "detected": [_detected(o) for o in facts["objects"]]})
             if len(sheet_cells) < 24 and item.index % max(1, n // 3) == 0 and seed == seeds[0]:
                 sheet_cells.append((item, verdict, video.frames))
 

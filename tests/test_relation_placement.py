@@ -1,0 +1,49 @@
+"""benchmarks/relation_placement.py judges where the two asked colours were placed."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from kinema.errors import KinemaError
+from kinema.eval.prompts import make_item
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("relation_placement", ROOT / "benchmarks" / "relation_placement.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _record(item, placed: dict[str, tuple[float, float]], split="seen") -> dict:
+    return {"category": "relation", "split": split, "spec": item.spec.to_dict(),
+            "detected": [{"color": c, "frames_seen": 24, "first_frame": 0, "first_xy": list(xy)}
+                         for c, xy in placed.items()]}
+
+
+def test_placement_asked_reversed_unclear_and_missing():
+    mod = _module()
+    item = make_item("relation", "seen", 0)
+    a, b = item.spec.objects
+    spot_a, spot_b = item.spec.center(a, 0), item.spec.center(b, 0)
+    assert mod.placement(_record(item, {a.color: spot_a, b.color: spot_b})) == "asked"
+    assert mod.placement(_record(item, {a.color: spot_b, b.color: spot_a})) == "reversed"
+    assert mod.placement(_record(item, {a.color: (0.5, 0.5), b.color: (0.51, 0.5)})) == "unclear"
+    assert mod.placement(_record(item, {a.color: spot_a})) is None
+    counts = mod.tally([_record(item, {a.color: spot_a, b.color: spot_b}),
+                        _record(item, {a.color: spot_b, b.color: spot_a}),
+                        _record(item, {b.color: spot_b})])
+    assert counts == {"seen": {"prompts": 3, "both_colours": 2, "asked": 1, "reversed": 1}}
+
+
+def test_old_samples_without_positions_are_named():
+    mod = _module()
+    item = make_item("relation", "seen", 0)
+    record = _record(item, {o.color: (0.5, 0.5) for o in item.spec.objects})
+    for d in record["detected"]:
+        del d["first_xy"]
+    with pytest.raises(KinemaError, match="first_xy"):
+        mod.placement(record)
