@@ -48,3 +48,13 @@ def test_uint8_stream_carries_the_same_frames():
     u = _take(WorldStream(seed=4, buckets=[(32, 32, 5)], uint8=True), 1)[0]["video"]
     assert u.dtype == torch.uint8
     assert torch.allclose(u.float() / 127.5 - 1.0, f)
+
+
+def test_each_batched_clip_is_its_spec_rendered_channel_first():
+    from kinema.world import render
+
+    for uint8 in (True, False):
+        item = _take(WorldStream(seed=5, buckets=[(48, 32, 5)], batch_size=3, uint8=uint8), 1)[0]
+        for video, spec in zip(item["video"], item["spec"]):
+            frames = torch.from_numpy(render(SceneSpec.from_dict(spec))).permute(3, 0, 1, 2)
+            assert torch.equal(video, frames if uint8 else frames.float() / 127.5 - 1.0)

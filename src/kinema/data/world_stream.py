@@ -60,16 +60,18 @@ class WorldStream(IterableDataset):
         bucket = self.buckets[int(rng.integers(len(self.buckets)))]
         w, h, t = bucket[:3]
         batch_size = bucket[3] if len(bucket) > 3 else self.batch_size
-        videos, captions, specs = [], [], []
-        for _ in range(batch_size):
+        # channel-first [B, 3, T, H, W]; numpy's transposing copy is ~10x faster than torch's for uint8
+        videos = np.empty((batch_size, 3, t, h, w), dtype=np.uint8)
+        captions, specs = [], []
+        for i in range(batch_size):
             spec = sample_spec(rng, split=self.split, width=w, height=h, fps=self.fps, num_frames=t,
                                max_objects=self.max_objects)
-            frames = torch.from_numpy(render(spec)).permute(3, 0, 1, 2)
-            if not self.uint8:
-                frames = frames.float() / 127.5 - 1.0
-            videos.append(frames)
+            videos[i] = render(spec).transpose(3, 0, 1, 2)
             captions.append(caption(spec, rng))
             specs.append(spec.to_dict())
+        video = torch.from_numpy(videos)
+        if not self.uint8:
+            video = video.float() / 127.5 - 1.0
         if batch_size == 1 and len(bucket) == 3:
-            return {"video": videos[0], "caption": captions[0], "spec": specs[0]}
-        return {"video": torch.stack(videos), "caption": captions, "spec": specs}
+            return {"video": video[0], "caption": captions[0], "spec": specs[0]}
+        return {"video": video, "caption": captions, "spec": specs}
