@@ -1,0 +1,63 @@
+"""Write the two configs of a GPU training round (teacher, then guidance distillation) as JSON.
+
+    python scripts/gpu_round_configs.py OUTDIR --batch 256 --cache-batches 400 \\
+        --teacher-s 330 --distill-s 100 [--init DIR] [--text-encoder DIR] [--workers 14] [--buckets JSON]
+
+The recipe is v9's (benchmarks/results/kinema-tiny/gpu_round/): bf16, object loss 1.0, the tiny
+buckets with 128x128 weighted 3x and stills at twice the clip batch, a latent cache shared by both
+runs, teacher lr 3e-4 / EMA 0.999, distillation of guidance 5 at lr 1e-4 / EMA 0.995. Each time
+limit counts from the run's start, cache build included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def round_configs(batch: int, cache_batches: int, teacher_s: float, distill_s: float, init: str,
+                  text_encoder: str | None, workers: int, cache_dir: str, teacher_out: str,
+                  buckets: list | None = None, seed: int = 3) -> tuple[dict, dict]:
+    if buckets is None:
+        buckets = [[128, 128, 25]] * 3 + [[224, 128, 25], [128, 224, 25], [176, 96, 25], [96, 176, 25],
+                                          [128, 128, 1, 2 * batch]]
+    data = {"num_workers": workers, "latent_cache": True, "latent_cache_batches": cache_batches,
+            "latent_cache_dir": cache_dir, "buckets": buckets}
+    common = {"steps": 1_000_000, "precision": "bf16", "checkpoint_every": 100_000, "object_loss_weight": 1.0,
+              "seed": seed, "data": data}
+    if text_encoder:
+        common["text_encoder"] = text_encoder
+    teacher = dict(common, time_limit_s=teacher_s, init=init, ema_decay=0.999, log_every=25,
+                   optim={"lr": 3e-4, "warmup_steps": 100, "batch_size": batch})
+    distill = dict(common, time_limit_s=distill_s, init=f"{teacher_out}/final", guidance_distill=5.0,
+                   ema_decay=0.995, log_every=10, optim={"lr": 1e-4, "warmup_steps": 20, "batch_size": batch})
+    return teacher, distill
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("outdir")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--cache-batches", type=int, default=400)
+    ap.add_argument("--teacher-s", type=float, required=True)
+    ap.add_argument("--distill-s", type=float, required=True)
+    ap.add_argument("--init", default="src/kinema/weights/kinema-tiny")
+    ap.add_argument("--text-encoder", default=None)
+    ap.add_argument("--workers", type=int, default=14)
+    ap.add_argument("--cache-dir", default=None, help="default: /tmp/lcache_b<batch>")
+    ap.add_argument("--teacher-out", default="/tmp/runs/teacher")
+    ap.add_argument("--buckets", default=None, help="JSON list of [w, h, frames(, batch)] to replace the tiny ones")
+    args = ap.parse_args()
+    teacher, distill = round_configs(
+        args.batch, args.cache_batches, args.teacher_s, args.distill_s, args.init, args.text_encoder,
+        args.workers, args.cache_dir or f"/tmp/lcache_b{args.batch}", args.teacher_out,
+        json.loads(args.buckets) if args.buckets else None)
+    out = Path(args.outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "teacher.json").write_text(json.dumps(teacher, indent=1) + "\n")
+    (out / "distill.json").write_text(json.dumps(distill, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
