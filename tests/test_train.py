@@ -486,3 +486,16 @@ def test_non_finite_gradients_skip_the_step_and_then_stop_the_run(tmp_path, caps
     assert f"not finite at {MAX_BAD_STEPS} steps in a row (from step 3)" in err and "precision" in err
     assert calls["n"] == 2 + MAX_BAD_STEPS
     assert [r["step"] for r in _steps(out)] == [1, 2]
+
+
+def test_object_weights_are_checked_against_max_objects():
+    import pytest as _pytest
+
+    from kinema.errors import KinemaError
+    from kinema.train.config import resolve
+
+    assert resolve("dit", "smoke", overrides={"data": {"object_weights": [0, 1]}}).data.object_weights == [0, 1]
+    with _pytest.raises(KinemaError, match="data.object_weights"):
+        resolve("dit", "smoke", overrides={"data": {"object_weights": [0, 1, 0]}})  # smoke: max_objects 2
+    with _pytest.raises(KinemaError, match="data.object_weights"):
+        resolve("dit", "tiny", overrides={"data": {"object_weights": [0, -1, 0]}})

@@ -58,3 +58,11 @@ def test_each_batched_clip_is_its_spec_rendered_channel_first():
         for video, spec in zip(item["video"], item["spec"]):
             frames = torch.from_numpy(render(SceneSpec.from_dict(spec))).permute(3, 0, 1, 2)
             assert torch.equal(video, frames if uint8 else frames.float() / 127.5 - 1.0)
+
+
+def test_object_weights_choose_how_many_objects_a_scene_has():
+    two_only = _take(WorldStream(seed=6, buckets=[(48, 32, 1)], count_weights=[0, 1, 0]), 12)
+    assert {len(it["spec"]["objects"]) for it in two_only} == {2}
+    default = _take(WorldStream(seed=6, buckets=[(48, 32, 1)]), 12)
+    same_mix = _take(WorldStream(seed=6, buckets=[(48, 32, 1)], count_weights=[0.45, 0.35, 0.20]), 12)
+    assert [it["spec"] for it in default] == [it["spec"] for it in same_mix]  # the default mix, draw for draw

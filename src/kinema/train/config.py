@@ -40,6 +40,7 @@ class DataConfig:
     buckets: list = field(default_factory=lambda: [[128, 128, 25]])  # [w, h, frames(, batch)]
     fps: float = 12.0
     max_objects: int = 3
+    object_weights: list = field(default_factory=list)  # world: weight of 1..max_objects objects; [] = 45/35/20 %
     num_workers: int = 0               # DataLoader workers per process
     cache_clips: int = 32              # decoded folder clips kept in memory per worker
     latent_cache: bool = False         # dit: encode batches once to safetensors shards, then train from them
@@ -286,6 +287,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.data.num_workers >= 0, "data.num_workers: must be >= 0")
     need(cfg.data.fps > 0, "data.fps: must be positive")
     need(1 <= cfg.data.max_objects <= 3, "data.max_objects: must be from 1 to 3")
+    if cfg.data.object_weights:
+        from ..world.sample import count_probabilities
+        from ..world.spec import SpecError
+
+        try:
+            count_probabilities(cfg.data.object_weights, cfg.data.max_objects)
+        except SpecError as exc:
+            raise KinemaError(f"data.object_weights: {exc}") from None
     need(cfg.data.latent_cache_batches >= 1, "data.latent_cache_batches: must be at least 1")
     need(cfg.latent_stats_batches >= 1, "latent_stats_batches: must be at least 1")
     need(cfg.kl_weight >= 0, "kl_weight: must be >= 0")

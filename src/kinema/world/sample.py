@@ -7,6 +7,8 @@ frame for the whole clip and apart from each other by a margin, so the analyzer 
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from .spec import (BACKGROUNDS, COLORS, MOTIONS, SHAPES, SIZES, ObjectSpec, SceneSpec, SpecError)
@@ -73,13 +75,15 @@ def place_objects(spec: SceneSpec, rng: np.random.Generator, tries: int = 60) ->
 
 def sample_spec(rng: np.random.Generator, split: str = "train", width: int = 128, height: int = 128,
                 fps: float = 12.0, num_frames: int = 25, max_objects: int = 3,
-                seed: int = 0, num_objects: int | None = None) -> SceneSpec:
-    """A random valid scene. `num_objects` fixes the count; otherwise 1–`max_objects`."""
+                seed: int = 0, num_objects: int | None = None,
+                count_weights: Sequence[float] | None = None) -> SceneSpec:
+    """A random valid scene. `num_objects` fixes the count; otherwise 1–`max_objects`, drawn with
+    `count_weights` (one weight per count from 1; default 45 / 35 / 20 %)."""
     if split not in SPLITS:
         raise SpecError(f"split: unknown value {split!r}; allowed: {', '.join(SPLITS)}")
+    p = _count_weights(max_objects) if count_weights is None else count_probabilities(count_weights, max_objects)
     for _ in range(200):
-        n = num_objects or int(rng.choice(np.arange(1, max_objects + 1),
-                                          p=_count_weights(max_objects)))
+        n = num_objects or int(rng.choice(np.arange(1, max_objects + 1), p=p))
         objects: list[ObjectSpec] = []
         for k in range(n):
             if k > 0 and rng.random() < 0.2:
@@ -101,6 +105,16 @@ def sample_spec(rng: np.random.Generator, split: str = "train", width: int = 128
 
 def _count_weights(max_objects: int) -> np.ndarray:
     w = np.array([0.45, 0.35, 0.20][:max_objects])
+    return w / w.sum()
+
+
+def count_probabilities(weights: Sequence[float], max_objects: int) -> np.ndarray:
+    """Weights for 1..max_objects objects as probabilities; a clear error for a bad list."""
+    w = np.asarray(list(weights), dtype=np.float64)
+    if w.ndim != 1 or len(w) != max_objects:
+        raise SpecError(f"count weights: one per object count from 1 to {max_objects} wanted, got {list(weights)}")
+    if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise SpecError(f"count weights: must be non-negative with a positive sum, got {list(weights)}")
     return w / w.sum()
 
 
