@@ -3,6 +3,7 @@ loopback port, with a tiny random pipeline saved to a temp folder and passed as 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -12,6 +13,18 @@ import time
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative_path: str):
+    """A repository script that is not part of the package (benchmarks/, scripts/), as a module."""
+    path = ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 SERVER_KEY_A = "sk-test-alpha-0001"
 SERVER_KEY_B = "sk-test-bravo-0002"      # max_jobs=1: for the 429 test

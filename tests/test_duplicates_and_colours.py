@@ -1,16 +1,10 @@
 """benchmarks/duplicates_and_colours.py counts the failure modes the README quotes."""
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("duplicates_and_colours", ROOT / "benchmarks" / "duplicates_and_colours.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/duplicates_and_colours.py")
 
 
 def _row(asked: list[str], shown: list[str]) -> dict:

@@ -1,18 +1,14 @@
 """scripts/gpu_round_configs.py writes v9's recipe (the configs kept with v9's report)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, load_script
+
 KEPT = ROOT / "benchmarks" / "results" / "kinema-tiny"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("gpu_round_configs", ROOT / "scripts" / "gpu_round_configs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/gpu_round_configs.py")
 
 
 def test_round_configs_reproduce_v9s_teacher_and_distillation():

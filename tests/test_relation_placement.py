@@ -1,21 +1,14 @@
 """benchmarks/relation_placement.py judges where the two asked colours were placed."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from conftest import load_script
 
 from kinema.errors import KinemaError
 from kinema.eval.prompts import make_item
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("relation_placement", ROOT / "benchmarks" / "relation_placement.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/relation_placement.py")
 
 
 def _record(item, placed: dict[str, tuple[float, float]], split="seen") -> dict:
