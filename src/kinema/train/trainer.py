@@ -264,7 +264,7 @@ class Trainer:
             return WorldStream(split="train", seed=seed, buckets=buckets, fps=d.fps, batch_size=cfg.optim.batch_size,
                                rank=self.info.rank, world_size=self.info.world_size, max_objects=d.max_objects,
                                start_index=start, interleave_workers=True, uint8=True,
-                               count_weights=d.object_weights or None)
+                               count_weights=d.object_weights)
         from ..data.folder import FolderStream
 
         return FolderStream(d.source, buckets, batch_size=cfg.optim.batch_size, fps=d.fps, seed=seed,

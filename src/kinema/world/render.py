@@ -79,9 +79,8 @@ def render(spec: SceneSpec) -> np.ndarray:
     # only drawn pixels need rounding; the rest is the background, a palette colour in whole levels
     frames = np.empty((t, h, w, 3), dtype=np.uint8)
     frames[:] = np.tile(background.astype(np.uint8), (w, 1))
-    if drawn:
-        f, rows, cols = (np.concatenate(parts) for parts in zip(*drawn))
-        frames[f, rows, cols] = np.clip(np.round(canvas[f, rows, cols]), 0, 255).astype(np.uint8)
+    f, rows, cols = (np.concatenate(parts) for parts in zip(*drawn))  # a valid spec has an object
+    frames[f, rows, cols] = np.clip(np.round(canvas[f, rows, cols]), 0, 255).astype(np.uint8)
     return frames
 
 
