@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
+from .captions import relation_of_offset
 from .render import shape_coverage
 from .spec import BACKGROUNDS, COLORS, SHAPES, SIZES
 
@@ -238,13 +239,8 @@ def _motion(points: list[tuple[int, float, float]], width: int, height: int, num
 
 
 def relation(ax: float, ay: float, bx: float, by: float, shorter: int) -> str | None:
-    """Relation of a to b from centres in pixels (the same rule as captions.relation_between)."""
-    dx, dy = ax - bx, ay - by
-    if abs(dx) >= 1.5 * abs(dy) and abs(dx) > 0.1 * shorter:
-        return "left of" if dx < 0 else "right of"
-    if abs(dy) >= 1.5 * abs(dx) and abs(dy) > 0.1 * shorter:
-        return "above" if dy < 0 else "below"
-    return None
+    """Relation of a to b from centres in pixels (the rule captions use)."""
+    return relation_of_offset(ax - bx, ay - by, shorter)
 
 
 def analyze_frames(frames: np.ndarray) -> dict:

@@ -70,10 +70,15 @@ def relation_between(spec: SceneSpec, i: int, j: int, frame: int = 0) -> str | N
     """'left of' / 'right of' / 'above' / 'below' for object i relative to j, or None if unclear."""
     ax, ay = spec.center(spec.objects[i], frame)
     bx, by = spec.center(spec.objects[j], frame)
-    dx, dy = (ax - bx) * spec.width, (ay - by) * spec.height
-    if abs(dx) >= 1.5 * abs(dy) and abs(dx) > 0.1 * spec.shorter_side:
+    return relation_of_offset((ax - bx) * spec.width, (ay - by) * spec.height, spec.shorter_side)
+
+
+def relation_of_offset(dx: float, dy: float, shorter: float) -> str | None:
+    """The relation rule, from a's centre minus b's in pixels: one axis must dominate the other by
+    1.5 and exceed a tenth of the shorter side. The analyzer judges videos with the same rule."""
+    if abs(dx) >= 1.5 * abs(dy) and abs(dx) > 0.1 * shorter:
         return "left of" if dx < 0 else "right of"
-    if abs(dy) >= 1.5 * abs(dx) and abs(dy) > 0.1 * spec.shorter_side:
+    if abs(dy) >= 1.5 * abs(dx) and abs(dy) > 0.1 * shorter:
         return "above" if dy < 0 else "below"
     return None
 
