@@ -332,6 +332,26 @@ def test_decoder_only_fine_tune_keeps_the_encoder_and_latent_statistics(tmp_path
     assert "needs `init` weights" in capsys.readouterr().err
 
 
+def test_decoder_fine_tune_can_grow_the_decoder_from_weights_without_the_extra_blocks(tmp_path, capsys, vae_run):
+    cfg = tmp_path / "grown.json"
+    cfg.write_text(json.dumps({"init": str(vae_run / "final"), "vae_trainable": "decoder", "steps": 2,
+                               "model": {"decoder_extra_blocks": 1}, "optim": {"lr": 1e-2, "warmup_steps": 0}}))
+    out = tmp_path / "grown"
+    assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    name = "diffusion_pytorch_model.safetensors"
+    start, tuned = load_file(str(vae_run / "final" / name)), load_file(str(out / "final" / name))
+    assert all(torch.equal(start[k], tuned[k]) for k in start if k.startswith("encoder."))
+    extra = sorted(set(tuned) - set(start))
+    assert extra and all(".blocks.1." in k for k in extra)
+    assert any(k.endswith("conv2.conv.weight") and tuned[k].abs().sum() > 0 for k in extra)  # trained away from 0
+    assert json.loads((out / "final" / "config.json").read_text())["decoder_extra_blocks"] == 1
+    # the grown weights do not fit a run without the extra blocks: an error that names them
+    cfg.write_text(json.dumps({"init": str(out / "final"), "vae_trainable": "decoder", "steps": 1}))
+    assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "shrunk"),
+                 "--quiet"]) == 2
+    assert "not in this run's model" in capsys.readouterr().err
+
+
 def test_dit_training_draws_timesteps_with_the_configured_shift(tmp_path, monkeypatch, vae_run):
     import kinema.diffusion.flow as flow
 

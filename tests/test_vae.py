@@ -237,3 +237,24 @@ def test_balanced_object_term_charges_a_small_objects_error_more(vae):
         balanced = vae.loss(x, object_weight=0.3, object_balance=True)["loss"]
         assert torch.isfinite(balanced) and float(balanced) != float(plain)
         del rec
+
+
+def test_extra_decoder_blocks_start_as_the_identity():
+    from kinema.models.vae import grown_decoder_keys
+
+    torch.manual_seed(0)
+    plain = CausalVideoVAE(tiny_config()).eval()
+    grown = CausalVideoVAE(tiny_config(decoder_extra_blocks=2)).eval()
+    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
+    assert set(missing) == grown_decoder_keys(grown.config) and not unexpected
+    assert len(missing) == 3 * 2 * 8  # 3 stages x 2 blocks x (2 norms, 2 convs) x (weight, bias)
+    x = clip(5, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(plain.decode(plain.encode(x)), grown.decode(grown.encode(x)))
+    assert grown_decoder_keys(plain.config) == set()
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "1"])
+def test_extra_decoder_blocks_must_be_a_whole_number(bad):
+    with pytest.raises(KinemaError, match="decoder_extra_blocks"):
+        tiny_config(decoder_extra_blocks=bad)

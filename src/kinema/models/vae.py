@@ -61,6 +61,7 @@ class VAEConfig:
     num_res_blocks: int = 1  # spatial_downsample is a pixel-unshuffle at the input
     temporal_downsample: int = 4  # causal x2 temporal stages (at the first downsamplings)
     spatial_downsample: int = 8
+    decoder_extra_blocks: int = 0  # more residual blocks per decoder stage, each starting as the identity
     latent_mean: list[float] = field(default_factory=list)  # empty -> zeros
     latent_std: list[float] = field(default_factory=list)  # empty -> ones
 
@@ -79,6 +80,8 @@ class VAEConfig:
             )
         if any(not (s > 0 and math.isfinite(s)) for s in self.latent_std):
             raise ConfigError(f"latent_std must be positive and finite, got {self.latent_std}")
+        if not isinstance(self.decoder_extra_blocks, int) or self.decoder_extra_blocks < 0:
+            raise ConfigError(f"decoder_extra_blocks must be a whole number >= 0, got {self.decoder_extra_blocks!r}")
         if not self.channel_mult or any(m < 1 for m in self.channel_mult):
             raise ConfigError(f"channel_mult must be positive integers, got {self.channel_mult}")
         n_down = len(self.channel_mult) - 1
@@ -277,6 +280,24 @@ class Encoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
+def _identity_block(ch: int) -> ResBlock:
+    """A residual block whose last convolution is zero, so it passes its input through unchanged."""
+    block = ResBlock(ch, ch)
+    nn.init.zeros_(block.conv2.conv.weight)
+    nn.init.zeros_(block.conv2.conv.bias)
+    return block
+
+
+def grown_decoder_keys(config: VAEConfig) -> set[str]:
+    """State-dict keys of the decoder's extra blocks (`decoder_extra_blocks`): the weights a decoder
+    trained without them lacks. Loaded into a model built with them, such weights decode exactly as
+    before, since every extra block starts as the identity."""
+    model = Decoder(VAEConfig(**{**config.to_dict(), "decoder_extra_blocks": 0}))
+    grown = Decoder(config)
+    known = set(model.state_dict())
+    return {f"decoder.{k}" for k in grown.state_dict() if k not in known}
+
+
 class Decoder(nn.Module):
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -292,6 +313,8 @@ class Decoder(nn.Module):
             for _ in range(cfg.num_res_blocks):
                 stage.blocks.append(ResBlock(ch, widths[i]))
                 ch = widths[i]
+            for _ in range(cfg.decoder_extra_blocks):
+                stage.blocks.append(_identity_block(ch))
             if i > 0:
                 # mirrors the encoder: temporal upsampling where the encoder downsampled time
                 stage.up = Upsample(ch, widths[i - 1], temporal=i - 1 < cfg.num_temporal_stages)

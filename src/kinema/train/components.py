@@ -46,7 +46,7 @@ def build_vae(model: dict):
 
 def load_vae(path: str | os.PathLike):
     """A VAE from an export folder (OUT/final of a vae run, or a pipeline folder / its vae/)."""
-    from ..models.vae import CausalVideoVAE, VAEConfig
+    from ..models.vae import CausalVideoVAE, VAEConfig, grown_decoder_keys
     from ..pipeline import _load_component
 
     path = Path(path).expanduser()
@@ -117,9 +117,10 @@ def dit_config(model: dict, latent_channels: int, text_dim: int | None = None):
 def init_component(stage: str, path: str | os.PathLike, model: nn.Module) -> nn.Module:
     """The component to fine-tune from (its weights and config, e.g. the VAE's latent statistics):
     a pipeline folder, or its vae/ (vae stage) or transformer/ (dit stage) folder. Its weights must
-    fit `model` exactly; a mismatch is an error naming the tensors."""
+    fit `model` exactly, except that a decoder grown by `decoder_extra_blocks` may lack its extra
+    blocks (they start as the identity); a mismatch is an error naming the tensors."""
     from ..models.dit import DiTConfig, VideoDiT
-    from ..models.vae import CausalVideoVAE, VAEConfig
+    from ..models.vae import CausalVideoVAE, VAEConfig, grown_decoder_keys
     from ..pipeline import _load_component
 
     comp_name, config_cls, model_cls = (("vae", VAEConfig, CausalVideoVAE) if stage == "vae"
@@ -137,7 +138,10 @@ def init_component(stage: str, path: str | os.PathLike, model: nn.Module) -> nn.
     expected = model.state_dict()
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    missing = [k for k in expected if k not in state]
+    # a decoder grown by `decoder_extra_blocks` may start from weights without the extra blocks
+    grown = grown_decoder_keys(model.config) if stage == "vae" else set()
+    missing = [k for k in expected if k not in state and k not in grown]
+    missing += [f"{k} (not in this run's model)" for k in state if k not in expected]
     if wrong or missing:
         raise KinemaError(f"init {folder}: the weights do not fit this run's model config ("
                           + "; ".join(([f"shape {w}" for w in wrong[:3]]) + [f"missing {m}" for m in missing[:3]])
