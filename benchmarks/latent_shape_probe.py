@@ -1,0 +1,171 @@
+"""Is a small object's shape still in the autoencoder's latents, or lost by the encoder?
+
+Renders still scenes of one small object (random shape, colour, background and position), encodes
+them with the model's VAE, and trains a small classifier (a probe) to tell the shape from the
+latent cells around the object. The probe's accuracy on unseen scenes is set against the world
+analyzer's shape accuracy on the same scenes decoded, and on the scenes themselves:
+
+- probe high, decoded low: the shape is in the latents and the decoder loses it (train the decoder);
+- probe low too: the encoder throws the shape away (a new autoencoder, and then a new transformer).
+
+    python benchmarks/latent_shape_probe.py [--model PATH] [--size small] [--train 6000] [--test 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+
+def still_scene(rng: np.random.Generator, size: str, width: int, height: int):
+    """One still object of `size` at a random place, colour, shape and background; 5 frames."""
+    from kinema.world.spec import BACKGROUNDS, COLORS, SHAPES, ObjectSpec, SceneSpec
+
+    obj = ObjectSpec(shape=str(rng.choice(SHAPES)), color=str(rng.choice(list(COLORS))), size=size,
+                     motion="still", start=(float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8))))
+    return SceneSpec(width=width, height=height, fps=12, num_frames=5,
+                     background=str(rng.choice(list(BACKGROUNDS))), objects=[obj])
+
+
+def latent_window(z: torch.Tensor, x: float, y: float, patch: int, radius: int) -> torch.Tensor:
+    """Latent cells [C, 2r, 2r] of the first latent frame nearest the pixel centre (x, y), zero-padded."""
+    c, _, h, w = z.shape
+    padded = torch.nn.functional.pad(z[:, 0], (radius, radius, radius, radius))
+    cx, cy = int(round(x / patch)), int(round(y / patch))
+    return padded[:, cy : cy + 2 * radius, cx : cx + 2 * radius]
+
+
+def analyzer_shape(frame: np.ndarray, background: str) -> str | None:
+    """The analyzer's shape for the largest object it detects in `frame`, or None."""
+    from kinema.world.analyze import detect
+
+    found = detect(frame, background)
+    return max(found, key=lambda d: d.area).shape if found else None
+
+
+def build(vae, n: int, seed: int, size: str, width: int, height: int, radius: int, batch: int = 32):
+    """(probe inputs [n, F], shape labels [n], analyzer shape on the scene, and on it decoded)."""
+    from kinema.world import render
+    from kinema.world.spec import SHAPES
+
+    rng = np.random.default_rng(seed)
+    specs = [still_scene(rng, size, width, height) for _ in range(n)]
+    feats, truth_reads, decoded_reads = [], [], []
+    for i in range(0, n, batch):
+        chunk = specs[i : i + batch]
+        frames = np.stack([render(s) for s in chunk])                      # [B, T, H, W, 3]
+        x = torch.from_numpy(frames).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
+        with torch.no_grad():
+            z = vae.encode(x)
+            y = vae.decode(z).clamp(-1, 1)
+        patch = width // z.shape[-1]  # pixels per latent cell
+        decoded = ((y[:, :, 0].permute(0, 2, 3, 1) + 1.0) * 127.5).round().byte().numpy()
+        for s, zi, f0, d0 in zip(chunk, z, frames[:, 0], decoded):
+            o = s.objects[0]
+            feats.append(latent_window(zi, o.start[0] * width, o.start[1] * height, patch, radius).flatten())
+            truth_reads.append(analyzer_shape(f0, s.background))
+            decoded_reads.append(analyzer_shape(d0, s.background))
+    labels = torch.tensor([SHAPES.index(s.objects[0].shape) for s in specs])
+    return torch.stack(feats), labels, truth_reads, decoded_reads
+
+
+def generated(pipe, n: int, size: str, width: int, height: int, radius: int, seed: int = 3):
+    """The transformer's own latents for `n` prompts of one still object of `size`: (probe inputs
+    at the object the analyzer finds in the decoded first frame, asked shape labels, analyzer shape
+    on the decoded video's first frame). Videos in which the analyzer finds nothing are left out."""
+    from kinema.world.analyze import detect
+    from kinema.world.captions import canonical_caption
+    from kinema.world.spec import SHAPES
+
+    rng = np.random.default_rng(seed)
+    feats, labels, decoded_reads = [], [], []
+    for i in range(n):
+        spec = still_scene(rng, size, width, height)
+        video, windows = pipe.generate(canonical_caption(spec), size=f"{width}x{height}", seed=i,
+                                       progress=False, return_latents=True)
+        frame = np.asarray(video.frames[0])
+        found = detect(frame, spec.background)
+        if not found:
+            continue
+        obj = max(found, key=lambda d: d.area)
+        z = windows[0]["latents"][0].float()
+        feats.append(latent_window(z, obj.x, obj.y, width // z.shape[-1], radius).flatten())
+        labels.append(SHAPES.index(spec.objects[0].shape))
+        decoded_reads.append(obj.shape)
+    return torch.stack(feats), torch.tensor(labels), decoded_reads
+
+
+def train_probe(x: torch.Tensor, y: torch.Tensor, classes: int, epochs: int = 300, seed: int = 0):
+    """A one-hidden-layer MLP, full batch, Adam, on standardised inputs."""
+    torch.manual_seed(seed)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 256), torch.nn.GELU(), torch.nn.Linear(256, classes))
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-3)
+    xs = (x - mean) / std
+    for _ in range(epochs):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xs), y).backward()
+        opt.step()
+    return lambda q: net((q - mean) / std).argmax(-1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None, help="pipeline or VAE folder (default: the shipped kinema-tiny)")
+    ap.add_argument("--size", default="small", choices=["small", "large"])
+    ap.add_argument("--train", type=int, default=6000, help="scenes the probe learns from")
+    ap.add_argument("--test", type=int, default=2000, help="unseen scenes it is scored on")
+    ap.add_argument("--radius", type=int, default=2, help="latent cells each side of the object's centre")
+    ap.add_argument("--resolution", default="128x128")
+    ap.add_argument("--generated", type=int, default=0,
+                    help="also read the shipped transformer's latents for this many prompts of one still object")
+    args = ap.parse_args()
+
+    from kinema.pipeline import Pipeline
+    from kinema.train.components import load_vae
+    from kinema.world.spec import SHAPES
+
+    width, height = (int(v) for v in args.resolution.split("x"))
+    pipe = Pipeline.from_pretrained(args.model) if args.generated else None
+    vae = pipe.vae if pipe else load_vae(args.model) if args.model else Pipeline.from_pretrained().vae
+    vae.eval().float()
+    t0 = time.perf_counter()
+    xtr, ytr, _, _ = build(vae, args.train, 1, args.size, width, height, args.radius)
+    xte, yte, truth_reads, decoded_reads = build(vae, args.test, 2, args.size, width, height, args.radius)
+    predict = train_probe(xtr, ytr, len(SHAPES))
+    with torch.no_grad():
+        probe_train = (predict(xtr) == ytr).float().mean().item()
+        probe_test = predict(xte) == yte
+    names = [SHAPES[i] for i in yte.tolist()]
+    truth_ok = np.array([r == s for r, s in zip(truth_reads, names)])
+    decoded_ok = np.array([r == s for r, s in zip(decoded_reads, names)])
+
+    print(f"latent shape probe: {args.size} objects, {width}x{height}, first latent frame, "
+          f"{2 * args.radius}x{2 * args.radius} cells x {vae.config.latent_channels} channels, "
+          f"{args.train} train / {args.test} test scenes, {time.perf_counter() - t0:.0f} s")
+    print(f"{'shape':<10}{'probe on latents':>18}{'analyzer, decoded':>19}{'analyzer, scene':>17}")
+    for k, shape in enumerate(SHAPES):
+        m = (yte == k).numpy()
+        print(f"{shape:<10}{probe_test.numpy()[m].mean():>17.1%} {decoded_ok[m].mean():>18.1%} "
+              f"{truth_ok[m].mean():>16.1%}")
+    print(f"{'all':<10}{probe_test.float().mean().item():>17.1%} {decoded_ok.mean():>18.1%} "
+          f"{truth_ok.mean():>16.1%}   (probe on its own training scenes: {probe_train:.1%})")
+    if args.generated:
+        xg, yg, reads = generated(pipe, args.generated, args.size, width, height, args.radius)
+        with torch.no_grad():
+            probe_gen = (predict(xg) == yg).numpy()
+        read_ok = np.array([r == SHAPES[k] for r, k in zip(reads, yg.tolist())])
+        print(f"\nthe transformer's latents: {len(yg)} of {args.generated} prompts with an object found "
+              f"(position from the analyzer on the decoded first frame)")
+        print(f"{'asked':<10}{'probe on latents':>18}{'analyzer, decoded':>19}")
+        for k, shape in enumerate(SHAPES):
+            m = (yg == k).numpy()
+            print(f"{shape:<10}{probe_gen[m].mean():>17.1%} {read_ok[m].mean():>18.1%}")
+        print(f"{'all':<10}{probe_gen.mean():>17.1%} {read_ok.mean():>18.1%}")
+
+
+if __name__ == "__main__":
+    main()
