@@ -8,7 +8,11 @@ analyzer's shape accuracy on the same scenes decoded, and on the scenes themselv
 - probe high, decoded low: the shape is in the latents and the decoder loses it (train the decoder);
 - probe low too: the encoder throws the shape away (a new autoencoder, and then a new transformer).
 
-    python benchmarks/latent_shape_probe.py [--model PATH] [--size small] [--train 6000] [--test 2000]
+    python benchmarks/latent_shape_probe.py [--model PATH] [--decoder NAME=PATH ...] [--generated N]
+        [--size small] [--train 6000] [--test 2000]
+
+With --generated N the probe also reads the transformer's own latents for N one-object prompts:
+whether the transformer drew the asked shape into the latents, and how often the decoder shows it.
 """
 
 from __future__ import annotations
@@ -46,42 +50,53 @@ def analyzer_shape(frame: np.ndarray, background: str) -> str | None:
     return max(found, key=lambda d: d.area).shape if found else None
 
 
-def build(vae, n: int, seed: int, size: str, width: int, height: int, radius: int, batch: int = 32):
-    """(probe inputs [n, F], shape labels [n], analyzer shape on the scene, and on it decoded)."""
+def first_frames(vae, z: torch.Tensor) -> np.ndarray:
+    """Normalised latents [B, C, t, h, w] decoded; the first frames as uint8 [B, H, W, 3]."""
+    with torch.no_grad():
+        y = vae.decode(z).clamp(-1, 1)
+    return ((y[:, :, 0].permute(0, 2, 3, 1) + 1.0) * 127.5).round().byte().numpy()
+
+
+def build(vae, n: int, seed: int, size: str, width: int, height: int, radius: int, batch: int = 32,
+          decoders: tuple = ()):
+    """(probe inputs [n, F], shape labels [n], analyzer shape on the scene, and on it decoded by
+    `vae` and then by each of `decoders`)."""
     from kinema.world import render
     from kinema.world.spec import SHAPES
 
     rng = np.random.default_rng(seed)
     specs = [still_scene(rng, size, width, height) for _ in range(n)]
-    feats, truth_reads, decoded_reads = [], [], []
+    feats, truth_reads = [], []
+    decoded_reads: list[list] = [[] for _ in range(1 + len(decoders))]
     for i in range(0, n, batch):
         chunk = specs[i : i + batch]
         frames = np.stack([render(s) for s in chunk])                      # [B, T, H, W, 3]
         x = torch.from_numpy(frames).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
         with torch.no_grad():
             z = vae.encode(x)
-            y = vae.decode(z).clamp(-1, 1)
         patch = width // z.shape[-1]  # pixels per latent cell
-        decoded = ((y[:, :, 0].permute(0, 2, 3, 1) + 1.0) * 127.5).round().byte().numpy()
-        for s, zi, f0, d0 in zip(chunk, z, frames[:, 0], decoded):
+        for reads, dec in zip(decoded_reads, (vae, *decoders)):
+            reads.extend(analyzer_shape(f, s.background) for f, s in zip(first_frames(dec, z), chunk))
+        for s, zi, f0 in zip(chunk, z, frames[:, 0]):
             o = s.objects[0]
             feats.append(latent_window(zi, o.start[0] * width, o.start[1] * height, patch, radius).flatten())
             truth_reads.append(analyzer_shape(f0, s.background))
-            decoded_reads.append(analyzer_shape(d0, s.background))
     labels = torch.tensor([SHAPES.index(s.objects[0].shape) for s in specs])
     return torch.stack(feats), labels, truth_reads, decoded_reads
 
 
-def generated(pipe, n: int, size: str, width: int, height: int, radius: int, seed: int = 3):
+def generated(pipe, n: int, size: str, width: int, height: int, radius: int, seed: int = 3, decoders: tuple = ()):
     """The transformer's own latents for `n` prompts of one still object of `size`: (probe inputs
     at the object the analyzer finds in the decoded first frame, asked shape labels, analyzer shape
-    on the decoded video's first frame). Videos in which the analyzer finds nothing are left out."""
+    on the video's first frame, as generated and then decoded by each of `decoders`). Videos in
+    which the analyzer finds nothing are left out."""
     from kinema.world.analyze import detect
     from kinema.world.captions import canonical_caption
     from kinema.world.spec import SHAPES
 
     rng = np.random.default_rng(seed)
-    feats, labels, decoded_reads = [], [], []
+    feats, labels = [], []
+    decoded_reads: list[list] = [[] for _ in range(1 + len(decoders))]
     for i in range(n):
         spec = still_scene(rng, size, width, height)
         video, windows = pipe.generate(canonical_caption(spec), size=f"{width}x{height}", seed=i,
@@ -94,7 +109,9 @@ def generated(pipe, n: int, size: str, width: int, height: int, radius: int, see
         z = windows[0]["latents"][0].float()
         feats.append(latent_window(z, obj.x, obj.y, width // z.shape[-1], radius).flatten())
         labels.append(SHAPES.index(spec.objects[0].shape))
-        decoded_reads.append(obj.shape)
+        decoded_reads[0].append(obj.shape)
+        for reads, dec in zip(decoded_reads[1:], decoders):
+            reads.append(analyzer_shape(first_frames(dec, windows[0]["latents"].float())[0], spec.background))
     return torch.stack(feats), torch.tensor(labels), decoded_reads
 
 
@@ -112,16 +129,32 @@ def train_probe(x: torch.Tensor, y: torch.Tensor, classes: int, epochs: int = 30
     return lambda q: net((q - mean) / std).argmax(-1)
 
 
+def print_table(title: str, labels: torch.Tensor, columns: dict[str, np.ndarray]) -> None:
+    """Accuracy per asked shape and overall, one column per named array of per-item hits."""
+    from kinema.world.spec import SHAPES
+
+    print(title)
+    widths = [max(20, len(name) + 2) for name in columns]
+    print(f"{'shape':<10}" + "".join(f"{name:>{w}}" for name, w in zip(columns, widths)))
+    for k, shape in enumerate(SHAPES):
+        m = (labels == k).numpy()
+        cells = [f"{hits[m].mean():.1%}" if m.any() else "-" for hits in columns.values()]
+        print(f"{shape:<10}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
+    print(f"{'all':<10}" + "".join(f"{hits.mean():>{w}.1%}" for hits, w in zip(columns.values(), widths)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="pipeline or VAE folder (default: the shipped kinema-tiny)")
+    ap.add_argument("--decoder", action="append", default=[], metavar="NAME=PATH",
+                    help="another VAE folder with the same encoder (a decoder fine-tune), read alongside")
     ap.add_argument("--size", default="small", choices=["small", "large"])
     ap.add_argument("--train", type=int, default=6000, help="scenes the probe learns from")
     ap.add_argument("--test", type=int, default=2000, help="unseen scenes it is scored on")
     ap.add_argument("--radius", type=int, default=2, help="latent cells each side of the object's centre")
     ap.add_argument("--resolution", default="128x128")
     ap.add_argument("--generated", type=int, default=0,
-                    help="also read the shipped transformer's latents for this many prompts of one still object")
+                    help="also read the model's transformer's latents for this many prompts of one still object")
     args = ap.parse_args()
 
     from kinema.pipeline import Pipeline
@@ -132,39 +165,37 @@ def main() -> None:
     pipe = Pipeline.from_pretrained(args.model) if args.generated else None
     vae = pipe.vae if pipe else load_vae(args.model) if args.model else Pipeline.from_pretrained().vae
     vae.eval().float()
+    named = [d.split("=", 1) if "=" in d else (d, d) for d in args.decoder]
+    decoders = tuple(load_vae(path).eval().float() for _, path in named)
+    names = ["decoded"] + [f"decoded by {name}" for name, _ in named]
     t0 = time.perf_counter()
     xtr, ytr, _, _ = build(vae, args.train, 1, args.size, width, height, args.radius)
-    xte, yte, truth_reads, decoded_reads = build(vae, args.test, 2, args.size, width, height, args.radius)
+    xte, yte, truth_reads, decoded_reads = build(vae, args.test, 2, args.size, width, height, args.radius,
+                                                 decoders=decoders)
     predict = train_probe(xtr, ytr, len(SHAPES))
     with torch.no_grad():
         probe_train = (predict(xtr) == ytr).float().mean().item()
-        probe_test = predict(xte) == yte
-    names = [SHAPES[i] for i in yte.tolist()]
-    truth_ok = np.array([r == s for r, s in zip(truth_reads, names)])
-    decoded_ok = np.array([r == s for r, s in zip(decoded_reads, names)])
+        probe_test = (predict(xte) == yte).numpy()
 
-    print(f"latent shape probe: {args.size} objects, {width}x{height}, first latent frame, "
-          f"{2 * args.radius}x{2 * args.radius} cells x {vae.config.latent_channels} channels, "
-          f"{args.train} train / {args.test} test scenes, {time.perf_counter() - t0:.0f} s")
-    print(f"{'shape':<10}{'probe on latents':>18}{'analyzer, decoded':>19}{'analyzer, scene':>17}")
-    for k, shape in enumerate(SHAPES):
-        m = (yte == k).numpy()
-        print(f"{shape:<10}{probe_test.numpy()[m].mean():>17.1%} {decoded_ok[m].mean():>18.1%} "
-              f"{truth_ok[m].mean():>16.1%}")
-    print(f"{'all':<10}{probe_test.float().mean().item():>17.1%} {decoded_ok.mean():>18.1%} "
-          f"{truth_ok.mean():>16.1%}   (probe on its own training scenes: {probe_train:.1%})")
+    def hits(reads, labels):
+        return np.array([r == SHAPES[k] for r, k in zip(reads, labels.tolist())])
+
+    print_table(f"latent shape probe: {args.size} objects, {width}x{height}, first latent frame, "
+                f"{2 * args.radius}x{2 * args.radius} cells x {vae.config.latent_channels} channels, "
+                f"{args.train} train / {args.test} test scenes, {time.perf_counter() - t0:.0f} s "
+                f"(probe on its own training scenes: {probe_train:.1%}); the analyzer's reading on the right",
+                yte, {"probe on latents": probe_test,
+                      **{f"analyzer, {n}": hits(r, yte) for n, r in zip(names, decoded_reads)},
+                      "analyzer, scene": hits(truth_reads, yte)})
     if args.generated:
-        xg, yg, reads = generated(pipe, args.generated, args.size, width, height, args.radius)
+        xg, yg, reads = generated(pipe, args.generated, args.size, width, height, args.radius, decoders=decoders)
         with torch.no_grad():
             probe_gen = (predict(xg) == yg).numpy()
-        read_ok = np.array([r == SHAPES[k] for r, k in zip(reads, yg.tolist())])
-        print(f"\nthe transformer's latents: {len(yg)} of {args.generated} prompts with an object found "
-              f"(position from the analyzer on the decoded first frame)")
-        print(f"{'asked':<10}{'probe on latents':>18}{'analyzer, decoded':>19}")
-        for k, shape in enumerate(SHAPES):
-            m = (yg == k).numpy()
-            print(f"{shape:<10}{probe_gen[m].mean():>17.1%} {read_ok[m].mean():>18.1%}")
-        print(f"{'all':<10}{probe_gen.mean():>17.1%} {read_ok.mean():>18.1%}")
+        print()
+        print_table(f"the transformer's latents: {len(yg)} of {args.generated} prompts with an object found "
+                    f"(position from the analyzer on the generated first frame)",
+                    yg, {"probe on latents": probe_gen,
+                         **{f"analyzer, {n}": hits(r, yg) for n, r in zip(names, reads)}})
 
 
 if __name__ == "__main__":
