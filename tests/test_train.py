@@ -508,6 +508,18 @@ def test_non_finite_gradients_skip_the_step_and_then_stop_the_run(tmp_path, caps
     assert [r["step"] for r in _steps(out)] == [1, 2]
 
 
+def test_size_weights_are_checked():
+    import pytest as _pytest
+
+    from kinema.errors import KinemaError
+    from kinema.train.config import resolve
+
+    assert resolve("vae", "tiny", overrides={"data": {"size_weights": [3, 1]}}).data.size_weights == [3, 1]
+    for bad in ([1, 1, 1], [1, -1], [0, 0]):
+        with _pytest.raises(KinemaError, match="data.size_weights"):
+            resolve("vae", "tiny", overrides={"data": {"size_weights": bad}})
+
+
 def test_object_weights_are_checked_against_max_objects():
     import pytest as _pytest
 

@@ -60,6 +60,21 @@ def test_each_batched_clip_is_its_spec_rendered_channel_first():
             assert torch.equal(video, frames if uint8 else frames.float() / 127.5 - 1.0)
 
 
+def test_size_weights_choose_how_large_objects_are_and_keep_the_rest_of_the_draw():
+    small_only = _take(WorldStream(seed=6, buckets=[(48, 32, 1)], size_weights=[1, 0]), 12)
+    sizes = [o["size"] for it in small_only for o in it["spec"]["objects"]]
+    assert set(sizes) == {"small"} and len(sizes) > 12
+    mostly_large = _take(WorldStream(seed=6, buckets=[(48, 32, 1)], size_weights=[1, 9]), 40)
+    large = [o["size"] == "large" for it in mostly_large for o in it["spec"]["objects"]]
+    assert sum(large) / len(large) > 0.75
+    default = _take(WorldStream(seed=6, buckets=[(48, 32, 1)]), 12)
+    even = [o["size"] == "large" for it in _take(WorldStream(seed=6, buckets=[(48, 32, 1)]), 60)
+            for o in it["spec"]["objects"]]
+    assert 0.3 < sum(even) / len(even) < 0.7
+    empty = _take(WorldStream(seed=6, buckets=[(48, 32, 1)], size_weights=[]), 12)
+    assert [it["spec"] for it in default] == [it["spec"] for it in empty]  # empty: the default, draw for draw
+
+
 def test_object_weights_choose_how_many_objects_a_scene_has():
     two_only = _take(WorldStream(seed=6, buckets=[(48, 32, 1)], count_weights=[0, 1, 0]), 12)
     assert {len(it["spec"]["objects"]) for it in two_only} == {2}

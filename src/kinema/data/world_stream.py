@@ -31,7 +31,7 @@ class WorldStream(IterableDataset):
     def __init__(self, split: str = "train", seed: int = 0, buckets: Sequence[tuple[int, ...]] = ((128, 128, 25),),
                  fps: float = 12.0, batch_size: int = 1, rank: int = 0, world_size: int = 1, max_objects: int = 3,
                  start_index: int = 0, interleave_workers: bool = False, uint8: bool = False,
-                 count_weights: Sequence[float] | None = None):
+                 count_weights: Sequence[float] | None = None, size_weights: Sequence[float] | None = None):
         super().__init__()
         self.split, self.seed, self.buckets, self.fps = split, seed, [tuple(b) for b in buckets], fps
         self.batch_size, self.rank, self.world_size, self.max_objects = batch_size, rank, world_size, max_objects
@@ -39,6 +39,7 @@ class WorldStream(IterableDataset):
         self.interleave_workers = interleave_workers
         self.uint8 = uint8  # yield uint8 [3, T, H, W] frames instead of float (cheaper between processes)
         self.count_weights = list(count_weights) if count_weights else None  # None: the world's default mix
+        self.size_weights = list(size_weights) if size_weights else None  # None: small and large evenly
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -67,7 +68,8 @@ class WorldStream(IterableDataset):
         captions, specs = [], []
         for i in range(batch_size):
             spec = sample_spec(rng, split=self.split, width=w, height=h, fps=self.fps, num_frames=t,
-                               max_objects=self.max_objects, count_weights=self.count_weights)
+                               max_objects=self.max_objects, count_weights=self.count_weights,
+                               size_weights=self.size_weights)
             videos[i] = render(spec).transpose(3, 0, 1, 2)
             captions.append(caption(spec, rng))
             specs.append(spec.to_dict())

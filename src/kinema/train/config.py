@@ -41,6 +41,7 @@ class DataConfig:
     fps: float = 12.0
     max_objects: int = 3
     object_weights: list = field(default_factory=list)  # world: weight of 1..max_objects objects; [] = 45/35/20 %
+    size_weights: list = field(default_factory=list)    # world: weight of small, large objects; [] = even
     num_workers: int = 0               # DataLoader workers per process
     cache_clips: int = 32              # decoded folder clips kept in memory per worker
     latent_cache: bool = False         # dit: encode batches once to safetensors shards, then train from them
@@ -295,6 +296,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             count_probabilities(cfg.data.object_weights, cfg.data.max_objects)
         except SpecError as exc:
             raise KinemaError(f"data.object_weights: {exc}") from None
+    if cfg.data.size_weights:
+        from ..world.sample import size_probabilities
+        from ..world.spec import SpecError
+
+        try:
+            size_probabilities(cfg.data.size_weights)
+        except SpecError as exc:
+            raise KinemaError(f"data.size_weights: {exc}") from None
     need(cfg.data.latent_cache_batches >= 1, "data.latent_cache_batches: must be at least 1")
     need(cfg.latent_stats_batches >= 1, "latent_stats_batches: must be at least 1")
     need(cfg.kl_weight >= 0, "kl_weight: must be >= 0")

@@ -265,7 +265,7 @@ class Trainer:
             return WorldStream(split="train", seed=seed, buckets=buckets, fps=d.fps, batch_size=cfg.optim.batch_size,
                                rank=self.info.rank, world_size=self.info.world_size, max_objects=d.max_objects,
                                start_index=start, interleave_workers=True, uint8=True,
-                               count_weights=d.object_weights)
+                               count_weights=d.object_weights, size_weights=d.size_weights)
         from ..data.folder import FolderStream
 
         return FolderStream(d.source, buckets, batch_size=cfg.optim.batch_size, fps=d.fps, seed=seed,
@@ -289,8 +289,10 @@ class Trainer:
                "buckets": cfg.data.buckets, "batch_size": cfg.optim.batch_size, "fps": cfg.data.fps,
                "max_objects": cfg.data.max_objects, "seed": cfg.seed, "batches": cfg.data.latent_cache_batches,
                "vae": lc.fingerprint_module(self.vae_cpu)}
-        if cfg.data.object_weights:  # only when set, so caches built before the field existed still match
-            key["object_weights"] = list(cfg.data.object_weights)
+        # only when set, so caches built before these fields existed still match
+        for name in ("object_weights", "size_weights"):
+            if getattr(cfg.data, name):
+                key[name] = list(getattr(cfg.data, name))
         differs = lc.difference(root, key) if self.info.is_main else None
         differs = D.broadcast_object(self.info, differs)
         if differs and cfg.data.latent_cache_dir:

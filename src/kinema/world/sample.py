@@ -22,19 +22,19 @@ def _choice(rng: np.random.Generator, options) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def sample_object(rng: np.random.Generator, split: str) -> ObjectSpec:
+def sample_object(rng: np.random.Generator, split: str, size_p: np.ndarray | None = None) -> ObjectSpec:
+    """A random object of `split`; `size_p` gives the probability of each of SIZES (None: uniform)."""
     while True:
-        obj = ObjectSpec(
-            shape=_choice(rng, SHAPES), color=_choice(rng, COLORS), size=_choice(rng, SIZES),
-            motion=_choice(rng, MOTIONS),
-        )
+        shape, color = _choice(rng, SHAPES), _choice(rng, COLORS)
+        size = _choice(rng, SIZES) if size_p is None else list(SIZES)[int(rng.choice(len(SIZES), p=size_p))]
+        obj = ObjectSpec(shape=shape, color=color, size=size, motion=_choice(rng, MOTIONS))
         if split == "heldout" or not obj.is_heldout():
             return obj
 
 
-def sample_heldout_object(rng: np.random.Generator) -> ObjectSpec:
+def sample_heldout_object(rng: np.random.Generator, size_p: np.ndarray | None = None) -> ObjectSpec:
     while True:
-        obj = sample_object(rng, "heldout")
+        obj = sample_object(rng, "heldout", size_p)
         if obj.is_heldout():
             return obj
 
@@ -76,12 +76,15 @@ def place_objects(spec: SceneSpec, rng: np.random.Generator, tries: int = 60) ->
 def sample_spec(rng: np.random.Generator, split: str = "train", width: int = 128, height: int = 128,
                 fps: float = 12.0, num_frames: int = 25, max_objects: int = 3,
                 seed: int = 0, num_objects: int | None = None,
-                count_weights: Sequence[float] | None = None) -> SceneSpec:
+                count_weights: Sequence[float] | None = None,
+                size_weights: Sequence[float] | None = None) -> SceneSpec:
     """A random valid scene. `num_objects` fixes the count; otherwise 1–`max_objects`, drawn with
-    `count_weights` (one weight per count from 1; default 45 / 35 / 20 %)."""
+    `count_weights` (one weight per count from 1; default 45 / 35 / 20 %). `size_weights` weighs
+    each of SIZES (small, large; default even)."""
     if split not in SPLITS:
         raise SpecError(f"split: unknown value {split!r}; allowed: {', '.join(SPLITS)}")
     p = _count_weights(max_objects) if count_weights is None else count_probabilities(count_weights, max_objects)
+    size_p = None if size_weights is None else size_probabilities(size_weights)
     for _ in range(200):
         n = num_objects or int(rng.choice(np.arange(1, max_objects + 1), p=p))
         objects: list[ObjectSpec] = []
@@ -90,9 +93,9 @@ def sample_spec(rng: np.random.Generator, split: str = "train", width: int = 128
                 prev = objects[-1]
                 objects.append(ObjectSpec(prev.shape, prev.color, prev.size, prev.motion))
             elif split == "heldout" and k == 0:
-                objects.append(sample_heldout_object(rng))
+                objects.append(sample_heldout_object(rng, size_p))
             else:
-                objects.append(sample_object(rng, split))
+                objects.append(sample_object(rng, split, size_p))
         if split == "heldout":
             order = rng.permutation(n)
             objects = [objects[i] for i in order]
@@ -115,6 +118,16 @@ def count_probabilities(weights: Sequence[float], max_objects: int) -> np.ndarra
         raise SpecError(f"count weights: one per object count from 1 to {max_objects} wanted, got {list(weights)}")
     if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
         raise SpecError(f"count weights: must be non-negative with a positive sum, got {list(weights)}")
+    return w / w.sum()
+
+
+def size_probabilities(weights: Sequence[float]) -> np.ndarray:
+    """Weights for each of SIZES (small, large) as probabilities; a clear error for a bad list."""
+    w = np.asarray(list(weights), dtype=np.float64)
+    if w.ndim != 1 or len(w) != len(SIZES):
+        raise SpecError(f"size weights: one per size ({', '.join(SIZES)}) wanted, got {list(weights)}")
+    if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise SpecError(f"size weights: must be non-negative with a positive sum, got {list(weights)}")
     return w / w.sum()
 
 
