@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 
-def still_scene(rng: np.random.Generator, size: str, width: int, height: int):
-    """One still object of `size` at a random place, colour, shape and background; 5 frames."""
+def still_scene(rng: np.random.Generator, size: str, width: int, height: int, num_frames: int = 5):
+    """One still object of `size` at a random place, colour, shape and background."""
     from kinema.world.spec import BACKGROUNDS, COLORS, SHAPES, ObjectSpec, SceneSpec
 
     obj = ObjectSpec(shape=str(rng.choice(SHAPES)), color=str(rng.choice(list(COLORS))), size=size,
                      motion="still", start=(float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8))))
-    return SceneSpec(width=width, height=height, fps=12, num_frames=5,
+    return SceneSpec(width=width, height=height, fps=12, num_frames=num_frames,
                      background=str(rng.choice(list(BACKGROUNDS))), objects=[obj])
 
 
@@ -50,22 +50,23 @@ def analyzer_shape(frame: np.ndarray, background: str) -> str | None:
     return max(found, key=lambda d: d.area).shape if found else None
 
 
-def first_frames(vae, z: torch.Tensor) -> np.ndarray:
-    """Normalised latents [B, C, t, h, w] decoded; the first frames as uint8 [B, H, W, 3]."""
+def decoded_frames(vae, z: torch.Tensor, frame: int = 0) -> np.ndarray:
+    """Normalised latents [B, C, t, h, w] decoded; frame `frame` of each as uint8 [B, H, W, 3]."""
     with torch.no_grad():
         y = vae.decode(z).clamp(-1, 1)
-    return ((y[:, :, 0].permute(0, 2, 3, 1) + 1.0) * 127.5).round().byte().numpy()
+    return ((y[:, :, frame].permute(0, 2, 3, 1) + 1.0) * 127.5).round().byte().numpy()
 
 
 def build(vae, n: int, seed: int, size: str, width: int, height: int, radius: int, batch: int = 32,
-          decoders: tuple = ()):
-    """(probe inputs [n, F], shape labels [n], analyzer shape on the scene, and on it decoded by
-    `vae` and then by each of `decoders`)."""
+          decoders: tuple = (), read_frame: int = 0):
+    """(probe inputs [n, F] from latent frame 0, shape labels [n], analyzer shape on the scene, and
+    on frame `read_frame` of it decoded by `vae` and then by each of `decoders`)."""
     from kinema.world import render
     from kinema.world.spec import SHAPES
 
     rng = np.random.default_rng(seed)
-    specs = [still_scene(rng, size, width, height) for _ in range(n)]
+    frames_wanted = 1 + 4 * max(1, -(-read_frame // 4))  # the fewest 1+4k frames that hold read_frame
+    specs = [still_scene(rng, size, width, height, frames_wanted) for _ in range(n)]
     feats, truth_reads = [], []
     decoded_reads: list[list] = [[] for _ in range(1 + len(decoders))]
     for i in range(0, n, batch):
@@ -76,7 +77,7 @@ def build(vae, n: int, seed: int, size: str, width: int, height: int, radius: in
             z = vae.encode(x)
         patch = width // z.shape[-1]  # pixels per latent cell
         for reads, dec in zip(decoded_reads, (vae, *decoders)):
-            reads.extend(analyzer_shape(f, s.background) for f, s in zip(first_frames(dec, z), chunk))
+            reads.extend(analyzer_shape(f, s.background) for f, s in zip(decoded_frames(dec, z, read_frame), chunk))
         for s, zi, f0 in zip(chunk, z, frames[:, 0]):
             o = s.objects[0]
             feats.append(latent_window(zi, o.start[0] * width, o.start[1] * height, patch, radius).flatten())
@@ -111,7 +112,7 @@ def generated(pipe, n: int, size: str, width: int, height: int, radius: int, see
         labels.append(SHAPES.index(spec.objects[0].shape))
         decoded_reads[0].append(obj.shape)
         for reads, dec in zip(decoded_reads[1:], decoders):
-            reads.append(analyzer_shape(first_frames(dec, windows[0]["latents"].float())[0], spec.background))
+            reads.append(analyzer_shape(decoded_frames(dec, windows[0]["latents"].float())[0], spec.background))
     return torch.stack(feats), torch.tensor(labels), decoded_reads
 
 
@@ -153,6 +154,8 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=2000, help="unseen scenes it is scored on")
     ap.add_argument("--radius", type=int, default=2, help="latent cells each side of the object's centre")
     ap.add_argument("--resolution", default="128x128")
+    ap.add_argument("--read-frame", type=int, default=0,
+                    help="the decoded frame the analyzer reads (0: the first latent frame's own; 8: two latent frames on)")
     ap.add_argument("--generated", type=int, default=0,
                     help="also read the model's transformer's latents for this many prompts of one still object")
     args = ap.parse_args()
@@ -171,7 +174,7 @@ def main() -> None:
     t0 = time.perf_counter()
     xtr, ytr, _, _ = build(vae, args.train, 1, args.size, width, height, args.radius)
     xte, yte, truth_reads, decoded_reads = build(vae, args.test, 2, args.size, width, height, args.radius,
-                                                 decoders=decoders)
+                                                 decoders=decoders, read_frame=args.read_frame)
     predict = train_probe(xtr, ytr, len(SHAPES))
     with torch.no_grad():
         probe_train = (predict(xtr) == ytr).float().mean().item()
@@ -183,7 +186,8 @@ def main() -> None:
     print_table(f"latent shape probe: {args.size} objects, {width}x{height}, first latent frame, "
                 f"{2 * args.radius}x{2 * args.radius} cells x {vae.config.latent_channels} channels, "
                 f"{args.train} train / {args.test} test scenes, {time.perf_counter() - t0:.0f} s "
-                f"(probe on its own training scenes: {probe_train:.1%}); the analyzer's reading on the right",
+                f"(probe on its own training scenes: {probe_train:.1%}); the analyzer reads decoded frame "
+                f"{args.read_frame}",
                 yte, {"probe on latents": probe_test,
                       **{f"analyzer, {n}": hits(r, yte) for n, r in zip(names, decoded_reads)},
                       "analyzer, scene": hits(truth_reads, yte)})
