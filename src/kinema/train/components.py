@@ -46,7 +46,7 @@ def build_vae(model: dict):
 
 def load_vae(path: str | os.PathLike):
     """A VAE from an export folder (OUT/final of a vae run, or a pipeline folder / its vae/)."""
-    from ..models.vae import CausalVideoVAE, VAEConfig, grown_decoder_keys
+    from ..models.vae import CausalVideoVAE, VAEConfig
     from ..pipeline import _load_component
 
     path = Path(path).expanduser()
@@ -141,10 +141,11 @@ def init_component(stage: str, path: str | os.PathLike, model: nn.Module) -> nn.
     # a decoder grown by `decoder_extra_blocks` may start from weights without the extra blocks
     grown = grown_decoder_keys(model.config) if stage == "vae" else set()
     missing = [k for k in expected if k not in state and k not in grown]
-    missing += [f"{k} (not in this run's model)" for k in state if k not in expected]
-    if wrong or missing:
+    surplus = [k for k in state if k not in expected]
+    if wrong or missing or surplus:
         raise KinemaError(f"init {folder}: the weights do not fit this run's model config ("
-                          + "; ".join(([f"shape {w}" for w in wrong[:3]]) + [f"missing {m}" for m in missing[:3]])
+                          + "; ".join([f"shape {w}" for w in wrong[:3]] + [f"missing {m}" for m in missing[:3]]
+                                      + [f"{k} not in this run's model" for k in surplus[:3]])
                           + "): use the same model fields as the run that made them")
     return loaded
 
