@@ -36,7 +36,6 @@ def still_scene(rng: np.random.Generator, size: str, width: int, height: int, nu
 
 def latent_window(z: torch.Tensor, x: float, y: float, patch: int, radius: int) -> torch.Tensor:
     """Latent cells [C, 2r, 2r] of the first latent frame nearest the pixel centre (x, y), zero-padded."""
-    c, _, h, w = z.shape
     padded = torch.nn.functional.pad(z[:, 0], (radius, radius, radius, radius))
     cx, cy = int(round(x / patch)), int(round(y / patch))
     return padded[:, cy : cy + 2 * radius, cx : cx + 2 * radius]
@@ -107,12 +106,12 @@ def generated(pipe, n: int, size: str, width: int, height: int, radius: int, see
         if not found:
             continue
         obj = max(found, key=lambda d: d.area)
-        z = windows[0]["latents"][0].float()
-        feats.append(latent_window(z, obj.x, obj.y, width // z.shape[-1], radius).flatten())
+        z = windows[0]["latents"].float()                              # [1, C, t, h, w]
+        feats.append(latent_window(z[0], obj.x, obj.y, width // z.shape[-1], radius).flatten())
         labels.append(SHAPES.index(spec.objects[0].shape))
         decoded_reads[0].append(obj.shape)
         for reads, dec in zip(decoded_reads[1:], decoders):
-            reads.append(analyzer_shape(decoded_frames(dec, windows[0]["latents"].float())[0], spec.background))
+            reads.append(analyzer_shape(decoded_frames(dec, z)[0], spec.background))
     return torch.stack(feats), torch.tensor(labels), decoded_reads
 
 

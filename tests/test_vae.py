@@ -246,12 +246,12 @@ def test_extra_decoder_blocks_start_as_the_identity():
     plain = CausalVideoVAE(tiny_config()).eval()
     grown = CausalVideoVAE(tiny_config(decoder_extra_blocks=2)).eval()
     missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
-    assert set(missing) == grown_decoder_keys(grown.config) and not unexpected
+    assert set(missing) == grown_decoder_keys(grown) and not unexpected
     assert len(missing) == 3 * 2 * 8  # 3 stages x 2 blocks x (2 norms, 2 convs) x (weight, bias)
     x = clip(5, 32, 32)
     with torch.no_grad():
         assert torch.equal(plain.decode(plain.encode(x)), grown.decode(grown.encode(x)))
-    assert grown_decoder_keys(plain.config) == set()
+    assert grown_decoder_keys(plain) == set()
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "1"])

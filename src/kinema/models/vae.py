@@ -26,6 +26,7 @@ full decoding agree up to float error while memory stays bounded by the chunk.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -288,14 +289,14 @@ def _identity_block(ch: int) -> ResBlock:
     return block
 
 
-def grown_decoder_keys(config: VAEConfig) -> set[str]:
-    """State-dict keys of the decoder's extra blocks (`decoder_extra_blocks`): the weights a decoder
-    trained without them lacks. Loaded into a model built with them, such weights decode exactly as
-    before, since every extra block starts as the identity."""
-    model = Decoder(VAEConfig(**{**config.to_dict(), "decoder_extra_blocks": 0}))
-    grown = Decoder(config)
-    known = set(model.state_dict())
-    return {f"decoder.{k}" for k in grown.state_dict() if k not in known}
+def grown_decoder_keys(vae: "CausalVideoVAE") -> set[str]:
+    """State-dict keys of `vae`'s extra decoder blocks (`decoder_extra_blocks`): the weights a
+    decoder trained without them lacks. Loaded into a model built with them, such weights decode
+    exactly as before, since every extra block starts as the identity. Each stage's extra blocks
+    follow its `num_res_blocks` ordinary ones."""
+    first_extra = vae.config.num_res_blocks
+    return {k for k in vae.state_dict()
+            if (m := re.match(r"decoder\.stages\.\d+\.blocks\.(\d+)\.", k)) and int(m.group(1)) >= first_extra}
 
 
 class Decoder(nn.Module):

@@ -139,7 +139,7 @@ def init_component(stage: str, path: str | os.PathLike, model: nn.Module) -> nn.
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
              if k in state and tuple(state[k].shape) != tuple(v.shape)]
     # a decoder grown by `decoder_extra_blocks` may start from weights without the extra blocks
-    grown = grown_decoder_keys(model.config) if stage == "vae" else set()
+    grown = grown_decoder_keys(model) if stage == "vae" else set()
     missing = [k for k in expected if k not in state and k not in grown]
     surplus = [k for k in state if k not in expected]
     if wrong or missing or surplus:

@@ -288,22 +288,16 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.data.num_workers >= 0, "data.num_workers: must be >= 0")
     need(cfg.data.fps > 0, "data.fps: must be positive")
     need(1 <= cfg.data.max_objects <= 3, "data.max_objects: must be from 1 to 3")
-    if cfg.data.object_weights:
-        from ..world.sample import count_probabilities
-        from ..world.spec import SpecError
+    from ..world.sample import count_probabilities, size_probabilities
+    from ..world.spec import SpecError
 
-        try:
-            count_probabilities(cfg.data.object_weights, cfg.data.max_objects)
-        except SpecError as exc:
-            raise KinemaError(f"data.object_weights: {exc}") from None
-    if cfg.data.size_weights:
-        from ..world.sample import size_probabilities
-        from ..world.spec import SpecError
-
-        try:
-            size_probabilities(cfg.data.size_weights)
-        except SpecError as exc:
-            raise KinemaError(f"data.size_weights: {exc}") from None
+    for name, check in (("object_weights", lambda w: count_probabilities(w, cfg.data.max_objects)),
+                        ("size_weights", size_probabilities)):
+        if getattr(cfg.data, name):
+            try:
+                check(getattr(cfg.data, name))
+            except SpecError as exc:
+                raise KinemaError(f"data.{name}: {exc}") from None
     need(cfg.data.latent_cache_batches >= 1, "data.latent_cache_batches: must be at least 1")
     need(cfg.latent_stats_batches >= 1, "latent_stats_batches: must be at least 1")
     need(cfg.kl_weight >= 0, "kl_weight: must be >= 0")

@@ -111,24 +111,24 @@ def _count_weights(max_objects: int) -> np.ndarray:
     return w / w.sum()
 
 
+def _probabilities(weights: Sequence[float], length: int, what: str, one_per: str) -> np.ndarray:
+    """`length` weights as probabilities; a clear error, naming `what` they weigh, for a bad list."""
+    w = np.asarray(list(weights), dtype=np.float64)
+    if w.ndim != 1 or len(w) != length:
+        raise SpecError(f"{what} weights: one per {one_per} wanted, got {list(weights)}")
+    if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise SpecError(f"{what} weights: must be non-negative with a positive sum, got {list(weights)}")
+    return w / w.sum()
+
+
 def count_probabilities(weights: Sequence[float], max_objects: int) -> np.ndarray:
     """Weights for 1..max_objects objects as probabilities; a clear error for a bad list."""
-    w = np.asarray(list(weights), dtype=np.float64)
-    if w.ndim != 1 or len(w) != max_objects:
-        raise SpecError(f"count weights: one per object count from 1 to {max_objects} wanted, got {list(weights)}")
-    if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-        raise SpecError(f"count weights: must be non-negative with a positive sum, got {list(weights)}")
-    return w / w.sum()
+    return _probabilities(weights, max_objects, "count", f"object count from 1 to {max_objects}")
 
 
 def size_probabilities(weights: Sequence[float]) -> np.ndarray:
     """Weights for each of SIZES (small, large) as probabilities; a clear error for a bad list."""
-    w = np.asarray(list(weights), dtype=np.float64)
-    if w.ndim != 1 or len(w) != len(SIZES):
-        raise SpecError(f"size weights: one per size ({', '.join(SIZES)}) wanted, got {list(weights)}")
-    if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-        raise SpecError(f"size weights: must be non-negative with a positive sum, got {list(weights)}")
-    return w / w.sum()
+    return _probabilities(weights, len(SIZES), "size", f"size ({', '.join(SIZES)})")
 
 
 def sample_specs(n: int, seed: int = 0, split: str = "train", **kwargs) -> list[SceneSpec]:
