@@ -185,3 +185,34 @@ def test_params_and_flops():
     f2 = m.flops_per_forward(2, 4, 4, 6)
     assert 0 < f1 < f2 and isinstance(f1, int)
     assert m.flops_per_forward(2, 4, 4, 6, batch=3) == 3 * f2
+
+
+def test_frame_position_starts_as_a_no_op_on_weights_trained_without_it():
+    from kinema.models.dit import frame_position_keys
+
+    torch.manual_seed(0)
+    plain = perturbed(VideoDiT(tiny_config())).eval()
+    placed = VideoDiT(tiny_config(frame_position=True)).eval()
+    missing, unexpected = placed.load_state_dict(plain.state_dict(), strict=False)
+    assert set(missing) == frame_position_keys(placed) == {"frame_pos.proj.weight", "frame_pos.proj.bias"}
+    assert not unexpected and frame_position_keys(plain) == set()
+    args = inputs(2, 3, 4, 6)
+    with torch.no_grad():
+        assert torch.equal(plain(*args), placed(*args))
+        placed.frame_pos.proj.weight.normal_(0, 0.5)
+        moved = placed(*args)
+    assert not torch.allclose(plain(*args), moved)  # once trained it does change the output
+    # it tells left from right and top from bottom: a mirrored frame gets different features
+    feats = placed.frame_pos.features(4, 6)
+    grid = feats.view(4, 6, -1)
+    assert not torch.allclose(grid, grid.flip(1)) and not torch.allclose(grid, grid.flip(0))
+    assert len({tuple(r.tolist()) for r in feats}) == 24  # every token's place is its own
+
+
+def test_frame_position_reads_places_as_fractions_of_the_frame():
+    model = VideoDiT(tiny_config(frame_position=True))
+    small, large = model.frame_pos.features(2, 4), model.frame_pos.features(6, 12)
+    # token (row 0, column 1) of a 2x4 grid and token (row 1, column 4) of a 6x12 grid share their
+    # centre: x = 1.5/4 = 4.5/12, y = 0.5/2 = 1.5/6
+    assert torch.allclose(small.view(2, 4, -1)[0, 1], large.view(6, 12, -1)[1, 4], atol=1e-6)
+    assert model.flops_per_forward(3, 8, 8, 6) > VideoDiT(tiny_config()).flops_per_forward(3, 8, 8, 6)

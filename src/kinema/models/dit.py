@@ -48,6 +48,7 @@ class DiTConfig:
     patch_size: tuple[int, int, int] = (1, 2, 2)
     qk_norm: bool = True
     rope_theta: float = 10000.0
+    frame_position: bool = False  # add where each token sits in the frame (FramePosition)
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -105,6 +106,52 @@ class TimestepEmbedder(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         emb = timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype)
         return self.mlp(emb)
+
+
+class FramePosition(nn.Module):
+    """Where a token sits in the frame, as fractions of the frame's width and height (token centres,
+    so the same for every resolution and aspect ratio), as Fourier features through a linear layer
+    added to the tokens.
+
+    Rotary positions are relative: at pure noise every token looks alike to them, so a model with
+    rotary positions alone cannot put "the red circle" on the left half of the frame for "left of"
+    until the noise itself has drawn a layout, nor tell where the frame ends. The layer starts at
+    zero, so weights trained without it give exactly the same outputs until it is trained.
+    """
+
+    def __init__(self, hidden_size: int, num_freqs: int = 6):
+        super().__init__()
+        self.num_freqs = num_freqs
+        self.proj = nn.Linear(4 * num_freqs, hidden_size)
+        self._cache: dict[tuple, Tensor] = {}
+
+    def features(self, h: int, w: int, device=None) -> Tensor:
+        """[h*w, 4*num_freqs]: sin and cos of pi * 2^k * (x, y), x and y in (0, 1), row-major."""
+        device = torch.device(device or "cpu")
+        key = (h, w, str(device))
+        if key not in self._cache:
+            ys = (torch.arange(h, dtype=torch.float64, device=device) + 0.5) / h
+            xs = (torch.arange(w, dtype=torch.float64, device=device) + 0.5) / w
+            freqs = math.pi * 2.0 ** torch.arange(self.num_freqs, dtype=torch.float64, device=device)
+            ay = (ys[:, None, None] * freqs).expand(h, w, -1)
+            ax = (xs[None, :, None] * freqs).expand(h, w, -1)
+            feats = torch.cat([ax.sin(), ax.cos(), ay.sin(), ay.cos()], dim=-1).reshape(h * w, -1)
+            if len(self._cache) >= 64:
+                self._cache.clear()
+            self._cache[key] = feats.float()
+        return self._cache[key]
+
+    def forward(self, h: int, w: int, device=None) -> Tensor:
+        """[h*w, hidden_size], to add to each frame's tokens."""
+        feats = self.features(h, w, device).to(self.proj.weight.dtype)
+        return self.proj(feats)
+
+
+def frame_position_keys(model: "VideoDiT") -> set[str]:
+    """State-dict keys of the frame-position layer: what weights trained without
+    `frame_position` lack. Loaded into a model with it, they give the same outputs (the layer
+    starts at zero)."""
+    return {k for k in model.state_dict() if k.startswith("frame_pos.")}
 
 
 def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
@@ -455,6 +502,7 @@ class VideoDiT(nn.Module):
         )
         self.text_pool = nn.Sequential(nn.Linear(cfg.text_dim, D), nn.SiLU(), nn.Linear(D, D))
         self.rope = Rotary3D(cfg.head_dim, cfg.rope_theta)
+        self.frame_pos = FramePosition(D) if cfg.frame_position else None
         self.blocks = nn.ModuleList(
             [DiTBlock(D, cfg.num_heads, cfg.mlp_ratio, cfg.qk_norm) for _ in range(cfg.depth)]
         )
@@ -482,6 +530,9 @@ class VideoDiT(nn.Module):
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
+        if self.frame_pos is not None:
+            nn.init.zeros_(self.frame_pos.proj.weight)
+            nn.init.zeros_(self.frame_pos.proj.bias)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -543,6 +594,8 @@ class VideoDiT(nn.Module):
         text_states = text_states.to(dtype)
 
         tokens = self.x_embedder(self.patchify(x.to(dtype)))  # [B, Tp, Hp*Wp, D]
+        if self.frame_pos is not None:
+            tokens = tokens + self.frame_pos(Hp, Wp, x.device)
 
         # per-frame conditioning: the timestep of each patch frame (first latent frame of the patch)
         c = self.t_embedder(timesteps[:, ::pt])  # [B, Tp, D]
@@ -607,6 +660,8 @@ class VideoDiT(nn.Module):
         dtype = self.x_embedder.weight.dtype
         pooled, text = self._text_tensors(text_states, text_mask)
         tokens = _lin(self.patchify(x.to(dtype)), self.x_embedder.weight, self.x_embedder.bias)
+        if self.frame_pos is not None:
+            tokens = tokens + self.frame_pos(Hp, Wp, x.device)
         c = self.t_embedder(timesteps[:, ::pt]) + pooled[:, None, :]  # [B, Tp, D]
         cis = self.rope(Tp, Hp, Wp, x.device)
         for block, block_text in zip(self.blocks, text):
@@ -633,6 +688,8 @@ class VideoDiT(nn.Module):
         Hd = int(D * cfg.mlp_ratio)
         f = 0
         f += 2 * N * self.patch_dim * D  # patch embedding
+        if cfg.frame_position:
+            f += 2 * (h // ph) * (w // pw) * 4 * self.frame_pos.num_freqs * D  # once per frame grid
         f += 2 * Tp * (256 * D + D * D)  # timestep MLP (per frame)
         f += 2 * (cfg.text_dim * D + D * D)  # pooled text MLP
         f += 2 * L * (cfg.text_dim * D + D * D)  # text projection

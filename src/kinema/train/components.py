@@ -118,8 +118,9 @@ def init_component(stage: str, path: str | os.PathLike, model: nn.Module) -> nn.
     """The component to fine-tune from (its weights and config, e.g. the VAE's latent statistics):
     a pipeline folder, or its vae/ (vae stage) or transformer/ (dit stage) folder. Its weights must
     fit `model` exactly, except that a decoder grown by `decoder_extra_blocks` may lack its extra
-    blocks (they start as the identity); a mismatch is an error naming the tensors."""
-    from ..models.dit import DiTConfig, VideoDiT
+    blocks (they start as the identity) and a transformer with `frame_position` its frame-position
+    layer (it starts at zero); a mismatch is an error naming the tensors."""
+    from ..models.dit import DiTConfig, VideoDiT, frame_position_keys
     from ..models.vae import CausalVideoVAE, VAEConfig, grown_decoder_keys
     from ..pipeline import _load_component
 
@@ -138,9 +139,9 @@ def init_component(stage: str, path: str | os.PathLike, model: nn.Module) -> nn.
     expected = model.state_dict()
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    # a decoder grown by `decoder_extra_blocks` may start from weights without the extra blocks
-    grown = grown_decoder_keys(model) if stage == "vae" else set()
-    missing = [k for k in expected if k not in state and k not in grown]
+    # layers that start as a no-op may be added to weights trained without them
+    added = grown_decoder_keys(model) if stage == "vae" else frame_position_keys(model)
+    missing = [k for k in expected if k not in state and k not in added]
     surplus = [k for k in state if k not in expected]
     if wrong or missing or surplus:
         raise KinemaError(f"init {folder}: the weights do not fit this run's model config ("

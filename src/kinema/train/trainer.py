@@ -205,7 +205,7 @@ class Trainer:
         if cfg.init:  # a checkpoint, when resuming, replaces these weights right after
             target = self.vae if cfg.stage == "vae" else self.raw
             loaded = comp.init_component(cfg.stage, cfg.init, target)
-            # strict=False: init_component has checked that only a grown decoder's new blocks are absent
+            # strict=False: init_component has checked that only layers that start as a no-op are absent
             target.load_state_dict(loaded.state_dict(), strict=False)
             self.log(f"kinema train: starting from the weights in {cfg.init}")
             if cfg.stage == "vae" and cfg.vae_trainable == "decoder":
