@@ -43,15 +43,16 @@ def parse_pairs(words: list[str], what: str, convert=str) -> dict:
     return pairs
 
 
-def relation_items(start: int, n: int) -> list:
+def relation_items(start: int, n: int, width: int = 128, height: int = 128) -> list:
     """The benchmark's relation prompts START..START+N−1, both splits, the same words and objects
-    as `kinema eval`'s videos, cut to their first frame (where the relation is judged)."""
+    as `kinema eval`'s videos (at 128x128; another size draws its own), cut to their first frame
+    (where the relation is judged)."""
     from kinema.eval.prompts import make_item
 
     items = []
     for split in ("seen", "heldout"):
         for i in range(start, start + n):
-            item = make_item("relation", split, i)
+            item = make_item("relation", split, i, width=width, height=height)
             item.spec = replace(item.spec, num_frames=1)
             item.spec.validate()
             items.append(item)
@@ -88,6 +89,7 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=0, help="first relation prompt (default 0)")
     ap.add_argument("--n", type=int, default=100, help="prompts per split (default 100)")
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--size", default="128x128", help="WIDTHxHEIGHT of the stills (default 128x128)")
     ap.add_argument("-o", "--output", required=True, help="folder for each model's report and samples")
     args = ap.parse_args()
     try:
@@ -100,13 +102,17 @@ def main() -> None:
         sys.exit(f"relation_stills: --guidance names {', '.join(unknown)}, which no --model has")
     if args.start < 0 or args.n < 1 or args.seeds < 1:
         sys.exit("relation_stills: --start must be at least 0, --n and --seeds at least 1")
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        sys.exit(f"relation_stills: --size {args.size!r}: use WIDTHxHEIGHT, e.g. 128x128")
 
     from kinema.errors import KinemaError
     from kinema.eval.compare import read_samples
     from kinema.eval.run import run_eval
     from kinema.pipeline import Pipeline
 
-    items = relation_items(args.start, args.n)
+    items = relation_items(args.start, args.n, width, height)
     out = Path(args.output)
     for name, path in models.items():
         try:

@@ -1,12 +1,15 @@
 """Write the two configs of a GPU training round (teacher, then guidance distillation) as JSON.
 
     python scripts/gpu_round_configs.py OUTDIR --batch 256 --cache-batches 400 \\
-        --teacher-s 330 --distill-s 100 [--init DIR] [--text-encoder DIR] [--workers 14] [--buckets JSON]
+        --teacher-s 330 --distill-s 100 [--init DIR] [--text-encoder DIR] [--workers 14] [--buckets JSON] \
+        [--frame-position]
 
 The recipe is v9's (benchmarks/results/kinema-tiny/gpu_round/): bf16, object loss 1.0, the tiny
 buckets with 128x128 weighted 3x and stills at twice the clip batch, a latent cache shared by both
 runs, teacher lr 3e-4 / EMA 0.999, distillation of guidance 5 at lr 1e-4 / EMA 0.995. Each time
-limit counts from the run's start, cache build included.
+limit counts from the run's start, cache build included. `--frame-position` gives both runs the
+transformer's frame-position layer (`DiTConfig.frame_position`; it starts at zero on weights
+without it).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 def round_configs(batch: int, cache_batches: int, teacher_s: float, distill_s: float, init: str,
                   text_encoder: str | None, workers: int, cache_dir: str, teacher_out: str,
-                  buckets: list | None = None, seed: int = 3) -> tuple[dict, dict]:
+                  buckets: list | None = None, seed: int = 3, frame_position: bool = False) -> tuple[dict, dict]:
     if buckets is None:
         buckets = [[128, 128, 25]] * 3 + [[224, 128, 25], [128, 224, 25], [176, 96, 25], [96, 176, 25],
                                           [128, 128, 1, 2 * batch]]
@@ -28,6 +31,8 @@ def round_configs(batch: int, cache_batches: int, teacher_s: float, distill_s: f
               "seed": seed, "data": data}
     if text_encoder:
         common["text_encoder"] = text_encoder
+    if frame_position:
+        common["model"] = {"frame_position": True}
     teacher = dict(common, time_limit_s=teacher_s, init=init, ema_decay=0.999, log_every=25,
                    optim={"lr": 3e-4, "warmup_steps": 100, "batch_size": batch})
     distill = dict(common, time_limit_s=distill_s, init=f"{teacher_out}/final", guidance_distill=5.0,
@@ -48,11 +53,12 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=None, help="default: /tmp/lcache_b<batch>")
     ap.add_argument("--teacher-out", default="/tmp/runs/teacher")
     ap.add_argument("--buckets", default=None, help="JSON list of [w, h, frames(, batch)] to replace the tiny ones")
+    ap.add_argument("--frame-position", action="store_true", help="add the frame-position layer to the transformer")
     args = ap.parse_args()
     teacher, distill = round_configs(
         args.batch, args.cache_batches, args.teacher_s, args.distill_s, args.init, args.text_encoder,
         args.workers, args.cache_dir or f"/tmp/lcache_b{args.batch}", args.teacher_out,
-        json.loads(args.buckets) if args.buckets else None)
+        json.loads(args.buckets) if args.buckets else None, frame_position=args.frame_position)
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "teacher.json").write_text(json.dumps(teacher, indent=1) + "\n")

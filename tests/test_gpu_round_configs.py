@@ -37,3 +37,17 @@ def test_round_configs_load_as_training_configs(tmp_path):
         resolved = resolve("dit", "tiny", str(path))
         assert resolved.optim.batch_size == 8 and resolved.data.latent_cache_batches == 4
     assert resolved.guidance_distill == 5.0 and resolved.init == str(tmp_path / "teacher" / "final")
+
+
+def test_frame_position_goes_to_both_runs_and_only_when_asked(tmp_path):
+    from kinema.train.config import resolve
+
+    kw = dict(batch=8, cache_batches=4, teacher_s=30, distill_s=10, init="src/kinema/weights/kinema-tiny",
+              text_encoder=None, workers=0, cache_dir=str(tmp_path / "cache"), teacher_out=str(tmp_path / "t"))
+    plain = _module().round_configs(**kw)
+    placed = _module().round_configs(**kw, frame_position=True)
+    assert all("model" not in cfg for cfg in plain)
+    for cfg in placed:
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps(cfg))
+        assert resolve("dit", "tiny", str(path)).model["frame_position"] is True
