@@ -30,8 +30,13 @@ def test_batch_matches_single_generation(pipe, sampler):
     for prompt, seed, video in zip(prompts, [5, 6], batch):
         single = pipe.generate(prompt, seed=seed, progress=False, **kw)
         assert video.frames.shape == single.frames.shape == (9, 32, 48, 3)
-        assert np.abs(video.frames.astype(int) - single.frames).max() <= 1
-    assert not np.array_equal(batch[0].frames, batch[1].frames)
+        # The same video up to float rounding. With one thread the BLAS blocks the batch's taller
+        # matrices differently, so sums round differently, and this random model under guidance 4
+        # grows that to 2-3 levels in some pixels (bit-identical with two threads); a swapped seed,
+        # prompt or guidance half differs by tens of levels on average.
+        diff = np.abs(video.frames.astype(int) - single.frames)
+        assert diff.max() <= 3 and diff.mean() <= 0.5, (diff.max(), diff.mean())
+    assert np.abs(batch[0].frames.astype(int) - batch[1].frames).mean() > 20
 
 
 def test_batch_rejects_more_than_one_window(pipe):
