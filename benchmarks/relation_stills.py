@@ -102,15 +102,16 @@ def main() -> None:
         sys.exit(f"relation_stills: --guidance names {', '.join(unknown)}, which no --model has")
     if args.start < 0 or args.n < 1 or args.seeds < 1:
         sys.exit("relation_stills: --start must be at least 0, --n and --seeds at least 1")
-    try:
-        width, height = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        sys.exit(f"relation_stills: --size {args.size!r}: use WIDTHxHEIGHT, e.g. 128x128")
 
     from kinema.errors import KinemaError
     from kinema.eval.compare import read_samples
     from kinema.eval.run import run_eval
-    from kinema.pipeline import Pipeline
+    from kinema.pipeline import Pipeline, parse_size
+
+    try:
+        width, height = parse_size(args.size)
+    except KinemaError as exc:
+        sys.exit(f"relation_stills: --size: {exc}")
 
     items = relation_items(args.start, args.n, width, height)
     out = Path(args.output)
@@ -120,7 +121,7 @@ def main() -> None:
         except KinemaError as exc:
             sys.exit(f"relation_stills: model {name}: {exc}")
         g = guidance.get(name)
-        print(f"{name}: {path}, guidance {g if g is not None else 'the model’s own'}, "
+        print(f"{name}: {path}, guidance {g if g is not None else 'the model default'}, "
               f"{len(items) * args.seeds} stills", file=sys.stderr)
         run_eval(pipe, out / name, n=args.n, seeds=tuple(range(args.seeds)), items=items, guidance=g,
                  model_name=f"{name} ({path}), relation prompts {args.start}–{args.start + args.n - 1} as stills",

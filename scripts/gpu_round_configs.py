@@ -1,7 +1,7 @@
 """Write the two configs of a GPU training round (teacher, then guidance distillation) as JSON.
 
     python scripts/gpu_round_configs.py OUTDIR --batch 256 --cache-batches 400 \\
-        --teacher-s 330 --distill-s 100 [--init DIR] [--text-encoder DIR] [--workers 14] [--buckets JSON] \
+        --teacher-s 330 --distill-s 100 [--init DIR] [--text-encoder DIR] [--workers 14] [--buckets JSON] \\
         [--frame-position]
 
 The recipe is v9's (benchmarks/results/kinema-tiny/gpu_round/): bf16, object loss 1.0, the tiny

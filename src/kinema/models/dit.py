@@ -9,7 +9,8 @@ of its frame; a pooled text embedding is added to it. The final layer is zero-in
 untrained model predicts 0. The output is the velocity (noise - x0).
 
 Rotary positions come from the actual grid, so any duration, size and aspect ratio works; the head
-dimension is split across the three axes and the tables are cached per grid shape.
+dimension is split across the three axes and the tables are cached per grid shape. They are
+relative; `frame_position` (off by default) also adds where each token sits in the frame.
 
 Inference fast path (CPU, float32, autograd off): the same arithmetic on the same parameters, with
 the linear layers and attention matmuls run by oneDNN (`torch.ops.mkldnn._linear_pointwise`,
