@@ -115,11 +115,14 @@ def generated(pipe, n: int, size: str, width: int, height: int, radius: int, see
     return torch.stack(feats), torch.tensor(labels), decoded_reads
 
 
-def train_probe(x: torch.Tensor, y: torch.Tensor, classes: int, epochs: int = 300, seed: int = 0):
-    """A one-hidden-layer MLP, full batch, Adam, on standardised inputs."""
+def train_probe(x: torch.Tensor, y: torch.Tensor, classes: int, epochs: int = 300, seed: int = 0,
+                hidden: int = 256):
+    """A one-hidden-layer MLP (`hidden` 0: a linear classifier), full batch, Adam, on standardised
+    inputs; returns its predictor."""
     torch.manual_seed(seed)
     mean, std = x.mean(0), x.std(0) + 1e-6
-    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 256), torch.nn.GELU(), torch.nn.Linear(256, classes))
+    net = (torch.nn.Linear(x.shape[1], classes) if hidden == 0 else torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, classes)))
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-3)
     xs = (x - mean) / std
     for _ in range(epochs):

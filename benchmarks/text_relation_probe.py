@@ -6,9 +6,9 @@ the subject or the object. The transformer sees the text only through its token 
 captions world scenes of two objects in a clear relation (train split, random phrasings), takes
 the encoder's state at each object's colour word, and trains two classifiers to name that
 object's side (left, right, up, down): a linear one, and an MLP like the transformer's own text
-projection (one hidden layer). They are scored on captions they never saw. "Axis" counts a side
-on the right axis (left/right against up/down); given the axis, what is left is the colour's
-role, subject or object.
+projection (one hidden layer; `latent_shape_probe.py`'s classifier). They are scored on captions
+they never saw. "Axis" counts a side on the right axis (left/right against up/down); given the
+axis, what is left is the colour's role, subject or object.
 
     python benchmarks/text_relation_probe.py [--captions 6000] [--text-encoder DIR]
 """
@@ -16,9 +16,14 @@ role, subject or object.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import latent_shape_probe  # noqa: E402  (a sibling script: its classifier)
 
 SIDES = ("left", "right", "up", "down")
 SIDE_OF = {"left of": ("left", "right"), "right of": ("right", "left"),
@@ -73,25 +78,12 @@ def _token_id(tokenizer, word: str) -> int | None:
     return tokenizer.convert_tokens_to_ids(word)
 
 
-def probe(x_train, y_train, x_test, y_test, hidden: int = 0, steps: int = 1500, seed: int = 0) -> dict:
-    """Accuracy on the test rows of a linear (hidden 0) or one-hidden-layer classifier, and of
-    its axis (left/right against up/down)."""
-    torch.manual_seed(seed)
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
-    xt, xe = (x_train - mean) / std, (x_test - mean) / std
-    dim, k = x_train.shape[1], len(SIDES)
-    model = (torch.nn.Linear(dim, k) if hidden == 0 else
-             torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, k)))
-    opt = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=1e-2)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        idx = torch.randint(0, len(y_train), (256,), generator=g)
-        loss = torch.nn.functional.cross_entropy(model(xt[idx]), y_train[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+def probe(x_train, y_train, x_test, y_test, hidden: int = 0) -> dict:
+    """Accuracy on the test rows of a linear (hidden 0) or one-hidden-layer classifier (the latent
+    shape probe's), and of its axis (left/right against up/down)."""
+    predict = latent_shape_probe.train_probe(x_train, y_train, len(SIDES), hidden=hidden)
     with torch.no_grad():
-        pred = model(xe).argmax(1)
+        pred = predict(x_test)
     return {"side": (pred == y_test).float().mean().item(),
             "axis": ((pred // 2) == (y_test // 2)).float().mean().item()}
 
