@@ -62,6 +62,12 @@ def tally(rows: list[dict]) -> dict:
     return out
 
 
+def share(k: int, n: int) -> str:
+    """'k (p%, lo–hi)': a count, its share of n and the share's 95% Wilson interval."""
+    lo, hi = wilson_interval(k, n) if n else (0.0, 0.0)
+    return f"{k} ({100 * k / max(n, 1):.1f}%, {100 * lo:.1f}–{100 * hi:.1f})"
+
+
 def main() -> None:
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -73,11 +79,7 @@ def main() -> None:
         print(path)
         for split, c in result.items():
             n = c["both_colours"]
-            parts = []
-            for outcome in OUTCOMES:
-                k = c.get(outcome, 0)
-                lo, hi = wilson_interval(k, n) if n else (0.0, 0.0)
-                parts.append(f"{outcome} {k} ({100 * k / max(n, 1):.1f}%, {100 * lo:.1f}–{100 * hi:.1f})")
+            parts = [f"{outcome} {share(c.get(outcome, 0), n)}" for outcome in OUTCOMES]
             print(f"  {split}: {c['prompts']} videos, both colours shown in {n}; placement: " + ", ".join(parts))
 
 

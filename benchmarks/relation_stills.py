@@ -61,12 +61,7 @@ def relation_items(start: int, n: int, width: int = 128, height: int = 128) -> l
 
 def summary_lines(records: list[dict]) -> list[str]:
     """Per split: relation verdicts, and where the two asked colours were placed."""
-    from kinema.eval.stats import wilson_interval
-
-    def pct(k: int, n: int) -> str:
-        lo, hi = wilson_interval(k, n) if n else (0.0, 0.0)
-        return f"{k} ({100 * k / max(n, 1):.1f}%, {100 * lo:.1f}–{100 * hi:.1f})"
-
+    pct = relation_placement.share
     placement = relation_placement.tally(records)
     lines = []
     for split, c in placement.items():
