@@ -124,23 +124,16 @@ class FramePosition(nn.Module):
         super().__init__()
         self.num_freqs = num_freqs
         self.proj = nn.Linear(4 * num_freqs, hidden_size)
-        self._cache: dict[tuple, Tensor] = {}
 
     def features(self, h: int, w: int, device=None) -> Tensor:
-        """[h*w, 4*num_freqs]: sin and cos of pi * 2^k * (x, y), x and y in (0, 1), row-major."""
-        device = torch.device(device or "cpu")
-        key = (h, w, str(device))
-        if key not in self._cache:
-            ys = (torch.arange(h, dtype=torch.float64, device=device) + 0.5) / h
-            xs = (torch.arange(w, dtype=torch.float64, device=device) + 0.5) / w
-            freqs = math.pi * 2.0 ** torch.arange(self.num_freqs, dtype=torch.float64, device=device)
-            ay = (ys[:, None, None] * freqs).expand(h, w, -1)
-            ax = (xs[None, :, None] * freqs).expand(h, w, -1)
-            feats = torch.cat([ax.sin(), ax.cos(), ay.sin(), ay.cos()], dim=-1).reshape(h * w, -1)
-            if len(self._cache) >= 64:
-                self._cache.clear()
-            self._cache[key] = feats.float()
-        return self._cache[key]
+        """[h*w, 4*num_freqs]: sin and cos of pi * 2^k * (x, y), x and y in (0, 1), row-major.
+        A few hundred values, so computed each call rather than cached like the rotary tables."""
+        ys = (torch.arange(h, dtype=torch.float64, device=device) + 0.5) / h
+        xs = (torch.arange(w, dtype=torch.float64, device=device) + 0.5) / w
+        freqs = math.pi * 2.0 ** torch.arange(self.num_freqs, dtype=torch.float64, device=device)
+        ay = (ys[:, None, None] * freqs).expand(h, w, -1)
+        ax = (xs[None, :, None] * freqs).expand(h, w, -1)
+        return torch.cat([ax.sin(), ax.cos(), ay.sin(), ay.cos()], dim=-1).reshape(h * w, -1).float()
 
     def forward(self, h: int, w: int, device=None) -> Tensor:
         """[h*w, hidden_size], to add to each frame's tokens."""
