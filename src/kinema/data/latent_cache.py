@@ -2,7 +2,8 @@
 safetensors shards, then train from the shards.
 
     CACHE/manifest.json                what was encoded (source, buckets, VAE fingerprint, ...)
-    CACHE/shard_r<R>_<K>.safetensors   entries "e<N>" = latents [B, C, t, h, w]; captions in metadata
+    CACHE/shard_r<R>_<K>.safetensors   entries "e<N>" = latents [B, C, t, h, w]; captions (and, for
+                                       the world, scene specs) in metadata
 
 Entry n is built by process n % W (W = processes at build time) from item n // W of its data
 stream, so the cache is the same for any W and training reads it in a seeded order that does
@@ -68,17 +69,22 @@ def build_shards(root: Path, rank: int, world_size: int, count: int,
     shards: list[str] = []
     buf: dict[str, torch.Tensor] = {}
     captions: dict[str, list[str]] = {}
+    specs: dict[str, list[dict]] = {}
 
     def flush() -> None:
         if not buf:
             return
         name = f"shard_r{rank}_{len(shards):05d}.safetensors"
         tmp = root / f".{name}.tmp"
-        save_file(buf, str(tmp), metadata={"captions": json.dumps(captions)})
+        metadata = {"captions": json.dumps(captions)}
+        if specs:
+            metadata["specs"] = json.dumps(specs)
+        save_file(buf, str(tmp), metadata=metadata)
         os.replace(tmp, root / name)
         shards.append(name)
         buf.clear()
         captions.clear()
+        specs.clear()
 
     it = iter(items)
     for n in mine:
@@ -86,6 +92,8 @@ def build_shards(root: Path, rank: int, world_size: int, count: int,
         latents = encode(batch["video"])
         buf[f"e{n}"] = latents.detach().to("cpu", torch.float32).contiguous()
         captions[f"e{n}"] = list(batch["caption"])
+        if "spec" in batch:
+            specs[f"e{n}"] = list(batch["spec"])
         if progress:
             progress(1)
         if len(buf) >= ENTRIES_PER_SHARD:
@@ -124,13 +132,18 @@ class LatentCache:
         self.seed = seed
         self._where: dict[int, str] = {}
         self._captions: dict[int, list[str]] = {}
+        self._specs: dict[int, list[dict]] = {}
         for shard in manifest["shards"]:
             with safe_open(str(self.root / shard), framework="pt") as f:
-                caps = json.loads(f.metadata().get("captions", "{}"))
+                meta = f.metadata() or {}
+                caps = json.loads(meta.get("captions", "{}"))
+                specs = json.loads(meta.get("specs", "{}"))
                 for key in f.keys():
                     n = int(key[1:])
                     self._where[n] = shard
                     self._captions[n] = caps.get(key, [""])
+                    if key in specs:
+                        self._specs[n] = specs[key]
         missing = [n for n in range(self.count) if n not in self._where]
         if missing:
             raise KinemaError(f"{self.root}: latent cache is incomplete (entry {missing[0]} missing); delete it to rebuild")
@@ -143,7 +156,10 @@ class LatentCache:
     def entry(self, n: int) -> dict:
         with safe_open(str(self.root / self._where[n]), framework="pt") as f:
             latents = f.get_tensor(f"e{n}")
-        return {"latents": latents, "caption": list(self._captions[n])}
+        item = {"latents": latents, "caption": list(self._captions[n])}
+        if n in self._specs:
+            item["spec"] = list(self._specs[n])
+        return item
 
     def order(self, position: int) -> int:
         """The entry at global position `position` of the seeded, per-epoch shuffled order."""

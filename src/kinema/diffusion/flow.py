@@ -154,11 +154,13 @@ def frame_timesteps(t: torch.Tensor, latent_frames: int, cond_mask: torch.Tensor
 
 
 class FlowLossTerms(NamedTuple):
-    """`total` = `flow` + object_weight * `object`; `object` is None without the object term."""
+    """`total` = `flow` + object_weight * `object` + grounding_weight * `grounding`; a term that
+    is not used is None."""
 
     total: torch.Tensor
     flow: torch.Tensor
     object: torch.Tensor | None
+    grounding: torch.Tensor | None = None
 
 
 def flow_matching_loss(model, x0: torch.Tensor, text_states: torch.Tensor, text_mask: torch.Tensor,
@@ -175,7 +177,8 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
                              cond_mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
                              timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                              patch_size=(1, 2, 2), target_fn=None, foreground_fn=None,
-                             object_weight: float = 0.0, timestep_shift: float | None = None) -> FlowLossTerms:
+                             object_weight: float = 0.0, timestep_shift: float | None = None,
+                             grounding_fn=None, grounding_weight: float = 0.0) -> FlowLossTerms:
     """Rectified-flow loss for latents x0 [B, C, T, H, W], with its terms apart for logging.
 
     Each sample draws one t (logit-normal, shifted by `timestep_shift` or else for its token count)
@@ -189,6 +192,10 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
     are, and the loss adds object_weight * the same error averaged over the positions that are
     foreground in x0 or in the clean latents the prediction implies (x_t - t * pred): objects are
     a few percent of a frame, so a whole-frame mean barely charges for a misdrawn or spurious one.
+
+    With `grounding_weight` > 0, `grounding_fn(maps) -> scalar` is given the model's
+    cross-attention probabilities of this same forward (per block, [B, heads, N, L]) and the loss
+    adds grounding_weight * its value (`kinema.train.grounding`).
     """
     if x0.ndim != 5:
         raise ValueError(f"x0 must be [B, C, T, H, W], got {tuple(x0.shape)}")
@@ -206,7 +213,10 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     tt = frame_timesteps(timesteps, t_frames, cond_mask)
     x_t = add_noise(x0, noise, tt)
-    pred = model(x_t, tt, text_states, text_mask)
+    use_grounding = grounding_weight > 0 and grounding_fn is not None
+    maps: list[torch.Tensor] | None = [] if use_grounding else None
+    pred = model(x_t, tt, text_states, text_mask) if maps is None else model(x_t, tt, text_states, text_mask,
+                                                                            cross_attention=maps)
     if target_fn is None:
         target = noise - x0
     else:
@@ -216,11 +226,15 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
     weight = (~cond_mask).to(err.dtype)[:, None, :, None, None]
     denom = weight.sum() * c * h * w
     loss = (err * weight).sum() / denom.clamp_min(1.0)
+    total, ground = loss, None
+    if use_grounding:
+        ground = grounding_fn(maps)
+        total = total + grounding_weight * ground
     if not (object_weight > 0 and foreground_fn is not None):
-        return FlowLossTerms(loss, loss, None)
+        return FlowLossTerms(total, loss, None, ground)
     with torch.no_grad():
         implied_x0 = x_t.float() - tt.float()[:, None, :, None, None] * pred.float()
         fg = foreground_fn(x0.float()) | foreground_fn(implied_x0)
         fg_weight = weight[:, 0] * fg.to(err.dtype)  # [B, T, H, W], generated frames only
     fg_err = (err * fg_weight[:, None]).sum() / (fg_weight.sum() * c).clamp_min(1.0)
-    return FlowLossTerms(loss + object_weight * fg_err, loss, fg_err)
+    return FlowLossTerms(total + object_weight * fg_err, loss, fg_err, ground)

@@ -107,10 +107,13 @@ class FastTokenizer:
         self.pad_id = 0 if pad is None else pad
 
     def __call__(self, prompts: list[str], padding: str, truncation: bool, max_length: int,
-                 return_tensors: str) -> dict[str, Tensor]:
+                 return_tensors: str | None = None, return_offsets_mapping: bool = False) -> dict:
         self.tok.enable_truncation(max_length)
         self.tok.enable_padding(length=max_length, pad_id=self.pad_id, pad_token="[PAD]")
         enc = self.tok.encode_batch(prompts)
+        if return_offsets_mapping:  # what Hugging Face tokenizers give: (start, end), (0, 0) for special tokens
+            return {"offset_mapping": [[(s, e) if t == 0 and m else (0, 0) for (s, e), t, m
+                                        in zip(x.offsets, x.special_tokens_mask, x.attention_mask)] for x in enc]}
         return {"input_ids": torch.tensor([e.ids for e in enc]),
                 "attention_mask": torch.tensor([e.attention_mask for e in enc]),
                 "token_type_ids": torch.tensor([e.type_ids for e in enc])}

@@ -227,6 +227,16 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Te
     return out.transpose(1, 2).reshape(B, N, H * d)
 
 
+def attention_with_probs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """`attention` written out, for training losses on where attention goes: (output [B, N, H*d],
+    probabilities [B, H, N, M])."""
+    B, N, H, d = q.shape
+    scores = torch.matmul(q.transpose(1, 2), k.transpose(1, 2).transpose(-1, -2)) * d ** -0.5
+    probs = scores.float().masked_fill(~mask[:, None, None, :], float("-inf")).softmax(-1)
+    out = torch.matmul(probs.to(v.dtype), v.transpose(1, 2))
+    return out.transpose(1, 2).reshape(B, N, H * d), probs
+
+
 class SelfAttention(nn.Module):
     """Fused qkv, RMS-normalised q and k, 3D rotary positions, scaled_dot_product_attention."""
 
@@ -267,7 +277,8 @@ class CrossAttention(nn.Module):
         self.k_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, ctx: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, ctx: Tensor, mask: Tensor, record: list[Tensor] | None = None) -> Tensor:
+        """`record`, when a list, gets this call's attention probabilities [B, heads, N, L]."""
         B, N, D = x.shape
         L = ctx.shape[1]
         q = self.q_norm(self.q(x).view(B, N, self.num_heads, self.head_dim))
@@ -276,7 +287,12 @@ class CrossAttention(nn.Module):
         has_text = mask.any(dim=1)  # [B]
         safe = mask.clone()
         safe[:, 0] |= ~has_text  # attend somewhere; the result is zeroed below
-        out = attention(q, k, v, safe) * has_text.to(q.dtype)[:, None, None]
+        if record is None:
+            out = attention(q, k, v, safe)
+        else:
+            out, probs = attention_with_probs(q, k, v, safe)
+            record.append(probs)
+        out = out * has_text.to(q.dtype)[:, None, None]
         return self.proj(out)
 
 
@@ -452,7 +468,7 @@ class DiTBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
     def forward(
-        self, x: Tensor, c: Tensor, rope: Tensor, ctx: Tensor, mask: Tensor
+        self, x: Tensor, c: Tensor, rope: Tensor, ctx: Tensor, mask: Tensor, record: list[Tensor] | None = None
     ) -> Tensor:
         # x [B, t, hw, D]; c [B, t, D]
         B, T, S, D = x.shape
@@ -461,7 +477,7 @@ class DiTBlock(nn.Module):
         h = modulate(self.norm1(x), shift_sa, scale_sa).reshape(B, T * S, D)
         x = torch.addcmul(x, gate_sa, self.attn(h, rope).view(B, T, S, D))
         h = self.norm_cross(x).reshape(B, T * S, D)
-        x = x + self.cross(h, ctx, mask).view(B, T, S, D)
+        x = x + self.cross(h, ctx, mask, record).view(B, T, S, D)
         x = torch.addcmul(x, gate_mlp, self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp)))
         return x
 
@@ -575,10 +591,14 @@ class VideoDiT(nn.Module):
         return x.reshape(B, C, T, H, W)
 
     # ----- forward ------------------------------------------------------------------------------
-    def forward(self, x: Tensor, timesteps: Tensor, text_states: Tensor, text_mask: Tensor) -> Tensor:
-        """Predicted velocity (noise - x0), [B, C, t, h, w]; one timestep per latent frame."""
+    def forward(self, x: Tensor, timesteps: Tensor, text_states: Tensor, text_mask: Tensor,
+                cross_attention: list[Tensor] | None = None) -> Tensor:
+        """Predicted velocity (noise - x0), [B, C, t, h, w]; one timestep per latent frame.
+
+        `cross_attention`, when a list, gets each block's cross-attention probabilities
+        [B, heads, tokens, text length] (tokens in patch order, time major), for training losses."""
         self._check(x, timesteps, text_states, text_mask)
-        if self._fast_path_ok(x):
+        if cross_attention is None and self._fast_path_ok(x):
             return self._forward_fast(x, timesteps, text_states, text_mask)
         B, _, T, H, W = x.shape
         pt, ph, pw = self.config.patch_size
@@ -600,7 +620,7 @@ class VideoDiT(nn.Module):
 
         rope = self.rope(Tp, Hp, Wp, x.device)
         for block in self.blocks:
-            tokens = block(tokens, c, rope, ctx, text_mask)
+            tokens = block(tokens, c, rope, ctx, text_mask, cross_attention)
         out = self.final_layer(tokens, c)
         return self.unpatchify(out, T, H, W).to(x.dtype)
 

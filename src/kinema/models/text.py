@@ -177,6 +177,13 @@ class TextEncoder:
 
     __call__ = encode
 
+    def token_offsets(self, prompts: list[str]) -> list[list[tuple[int, int]]]:
+        """For each prompt, the (start, end) characters of each of its `max_length` tokens, as
+        `encode` cuts and pads them; (0, 0) for special and padding tokens."""
+        batch = self.tokenizer([str(p) for p in prompts], padding="max_length", truncation=True,
+                               max_length=self.max_length, return_offsets_mapping=True)
+        return [[(int(s), int(e)) for s, e in row] for row in batch["offset_mapping"]]
+
     def cache_info(self) -> dict[str, int]:
         return {
             "hits": self.cache_hits,

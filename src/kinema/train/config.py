@@ -88,6 +88,8 @@ class TrainConfig:
     caption_dropout: float = 0.1       # captions replaced by "" (classifier-free guidance)
     guidance_distill: float = 0.0      # > 0: learn `init`'s guided velocity at this scale in one forward
                                        # (half the sampling cost); the export then samples with guidance 1
+    grounding_loss_weight: float = 0.0 # dit (world data): + this * the grounding loss: the cross-attention of each
+                                       # size, colour and shape word should fall on the object it names
     timestep_shift: float = 0.0        # > 0: shift training timesteps by this fixed amount (towards noise,
                                        # where a sampler with a large shift spends its steps); 0: by token count
     pipeline: dict = field(default_factory=dict)  # defaults stored in the exported pipeline's config
@@ -310,6 +312,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(not cfg.object_loss_balance or (cfg.stage == "vae" and cfg.object_loss_weight > 0),
          "object_loss_balance: it weighs the autoencoder's object term, so it needs stage \"vae\" "
          "and object_loss_weight > 0")
+    need(math.isfinite(cfg.grounding_loss_weight) and cfg.grounding_loss_weight >= 0,
+         "grounding_loss_weight: must be a finite number >= 0")
+    need(cfg.grounding_loss_weight == 0 or (cfg.stage == "dit" and cfg.data.source == "world"),
+         "grounding_loss_weight: the grounding loss needs each scene's spec to know where the named objects "
+         "are, so it needs stage \"dit\" and data.source \"world\"")
     need(cfg.guidance_distill >= 0, "guidance_distill: must be >= 0")
     need(math.isfinite(cfg.timestep_shift) and cfg.timestep_shift >= 0,
          "timestep_shift: must be a finite number >= 0 (0 = shift by token count)")

@@ -26,7 +26,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -293,6 +293,8 @@ class Trainer:
         for name in ("object_weights", "size_weights"):
             if getattr(cfg.data, name):
                 key[name] = list(getattr(cfg.data, name))
+        if cfg.grounding_loss_weight > 0:  # the grounding loss reads the scene specs kept with the latents
+            key["specs"] = True
         differs = lc.difference(root, key) if self.info.is_main else None
         differs = D.broadcast_object(self.info, differs)
         if differs and cfg.data.latent_cache_dir:
@@ -358,13 +360,39 @@ class Trainer:
 
             def target_fn(x_t, tt):
                 return guided_velocity(self.teacher, x_t, tt, *both, self.cfg.guidance_distill).float()
+        grounding_fn = self._grounding_fn(batch, captions, z.shape) if self.cfg.grounding_loss_weight > 0 else None
         with self.autocast():
             terms = flow_matching_loss_terms(self.model, z, states, mask, cond_mask=cond, generator=self.gen,
                                              target_fn=target_fn, foreground_fn=self.foreground,
                                              object_weight=self.cfg.object_loss_weight,
-                                             timestep_shift=self.cfg.timestep_shift or None)
-        parts = {} if terms.object is None else {"flow_loss": terms.flow.detach(), "object_loss": terms.object.detach()}
+                                             timestep_shift=self.cfg.timestep_shift or None,
+                                             grounding_fn=grounding_fn,
+                                             grounding_weight=self.cfg.grounding_loss_weight)
+        parts = {}
+        if terms.object is not None or terms.grounding is not None:
+            parts["flow_loss"] = terms.flow.detach()
+        if terms.object is not None:
+            parts["object_loss"] = terms.object.detach()
+        if terms.grounding is not None:
+            parts["grounding_loss"] = terms.grounding.detach()
         return terms.total.float(), b, parts
+
+    def _grounding_fn(self, batch: dict, captions: list[str], latent_shape) -> Callable:
+        """maps -> the grounding loss of this batch (captions as given to the model, dropped ones empty)."""
+        from ..world.spec import SceneSpec
+        from .grounding import grounding_loss, grounding_targets
+
+        if "spec" not in batch:
+            raise KinemaError("grounding_loss_weight: these batches carry no scene specs (a latent cache built "
+                              "before specs were kept with it?); delete the cache to rebuild it")
+        specs = [SceneSpec.from_dict(s) for s in batch["spec"]]
+        pt, ph, pw = self.dit_cfg.patch_size
+        _, _, t, h, w = latent_shape
+        targets, weights = grounding_targets(specs, captions, self.text.token_offsets(captions),
+                                             (t // pt, h // ph, w // pw),
+                                             self.vae_cpu.config.temporal_downsample, pt, self.cfg.text_max_length)
+        targets, weights = targets.to(self.device), weights.to(self.device)
+        return lambda maps: grounding_loss(maps, targets, weights)
 
     def _no_sync(self, last: bool):
         if last or not self.info.enabled:
