@@ -216,3 +216,31 @@ def test_frame_position_reads_places_as_fractions_of_the_frame():
     # centre: x = 1.5/4 = 4.5/12, y = 0.5/2 = 1.5/6
     assert torch.allclose(small.view(2, 4, -1)[0, 1], large.view(6, 12, -1)[1, 4], atol=1e-6)
     assert model.flops_per_forward(3, 8, 8, 6) > VideoDiT(tiny_config()).flops_per_forward(3, 8, 8, 6)
+
+
+def test_cross_position_starts_as_a_no_op_and_puts_the_place_into_every_blocks_queries():
+    from kinema.models.dit import frame_position_keys
+
+    torch.manual_seed(0)
+    plain = perturbed(VideoDiT(tiny_config())).eval()
+    placed = VideoDiT(tiny_config(cross_position=True)).eval()
+    missing, unexpected = placed.load_state_dict(plain.state_dict(), strict=False)
+    want = {f"blocks.{i}.cross_pos.{p}" for i in range(len(placed.blocks)) for p in ("weight", "bias")}
+    assert set(missing) == frame_position_keys(placed) == want and not unexpected
+    args = inputs(2, 3, 4, 6)
+    with torch.no_grad():
+        assert torch.equal(plain(*args), placed(*args))
+        placed.blocks[0].cross_pos.weight.normal_(0, 0.5)
+        moved = placed(*args)
+    assert not torch.allclose(plain(*args), moved)
+    # the place reaches the queries: with the video tokens all alike, the attention differs by place
+    x, t, states, mask = inputs(1, 1, 4, 6)
+    maps: list = []
+    plain_maps: list = []
+    with torch.no_grad():
+        placed(torch.zeros_like(x), t, states, mask, cross_attention=maps)
+        plain(torch.zeros_like(x), t, states, mask, cross_attention=plain_maps)
+    first, plain_first = maps[0][0].mean(0), plain_maps[0][0].mean(0)  # [tokens, text]
+    assert (plain_first - plain_first[:1]).abs().max() < 1e-6  # rotary positions alone: all alike
+    assert (first - first[:1]).abs().max() > 1e-3
+    assert placed.flops_per_forward(3, 8, 8, 6) > plain.flops_per_forward(3, 8, 8, 6)

@@ -355,15 +355,19 @@ def test_decoder_fine_tune_can_grow_the_decoder_from_weights_without_the_extra_b
 def test_dit_fine_tune_can_add_frame_position_to_weights_without_it(tmp_path, capsys, dit_run):
     cfg = tmp_path / "placed.json"
     cfg.write_text(json.dumps({"init": str(dit_run / "final"), "steps": 2, "ema_decay": 0.0,
-                               "model": {"frame_position": True}, "optim": {"lr": 1e-2, "warmup_steps": 0}}))
+                               "model": {"frame_position": True, "cross_position": True},
+                               "optim": {"lr": 1e-2, "warmup_steps": 0}}))
     out = tmp_path / "placed"
     vae = str(dit_run / "final" / "vae")
     assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", vae, "--out", str(out),
                  "--quiet"]) == 0
     name = "transformer/diffusion_pytorch_model.safetensors"
     start, tuned = load_file(str(dit_run / "final" / name)), load_file(str(out / "final" / name))
-    assert sorted(set(tuned) - set(start)) == ["frame_pos.proj.bias", "frame_pos.proj.weight"]
+    depth = json.loads((dit_run / "final" / "transformer" / "config.json").read_text())["depth"]
+    cross = [f"blocks.{i}.cross_pos.{p}" for i in range(depth) for p in ("bias", "weight")]
+    assert sorted(set(tuned) - set(start)) == sorted(cross + ["frame_pos.proj.bias", "frame_pos.proj.weight"])
     assert tuned["frame_pos.proj.weight"].abs().sum() > 0  # trained away from its zero start
+    assert tuned["blocks.0.cross_pos.weight"].abs().sum() > 0
     assert json.loads((out / "final" / "transformer" / "config.json").read_text())["frame_position"] is True
     # weights with the layer do not fit a run without it: an error that names the layer
     cfg.write_text(json.dumps({"init": str(out / "final"), "steps": 1}))

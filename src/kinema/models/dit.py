@@ -10,7 +10,8 @@ untrained model predicts 0. The output is the velocity (noise - x0).
 
 Rotary positions come from the actual grid, so any duration, size and aspect ratio works; the head
 dimension is split across the three axes and the tables are cached per grid shape. They are
-relative; `frame_position` (off by default) also adds where each token sits in the frame.
+relative; `frame_position` (off by default) also adds where each token sits in the frame to the
+tokens, and `cross_position` (off by default) to every block's cross-attention queries.
 
 Inference fast path (CPU, float32, autograd off): the same arithmetic on the same parameters, with
 the linear layers and attention matmuls run by oneDNN (`torch.ops.mkldnn._linear_pointwise`,
@@ -50,6 +51,7 @@ class DiTConfig:
     qk_norm: bool = True
     rope_theta: float = 10000.0
     frame_position: bool = False  # add where each token sits in the frame (FramePosition)
+    cross_position: bool = False  # also give every block's cross-attention queries that place (DiTBlock.cross_pos)
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -109,6 +111,21 @@ class TimestepEmbedder(nn.Module):
         return self.mlp(emb)
 
 
+FRAME_FREQS = 6  # Fourier frequencies per axis of the frame-position features
+
+
+def frame_features(h: int, w: int, num_freqs: int = FRAME_FREQS, device=None) -> Tensor:
+    """[h*w, 4*num_freqs]: sin and cos of pi * 2^k * (x, y) for each token centre, x and y in (0, 1)
+    as fractions of the frame, row-major. A few hundred values, so computed each call rather than
+    cached like the rotary tables."""
+    ys = (torch.arange(h, dtype=torch.float64, device=device) + 0.5) / h
+    xs = (torch.arange(w, dtype=torch.float64, device=device) + 0.5) / w
+    freqs = math.pi * 2.0 ** torch.arange(num_freqs, dtype=torch.float64, device=device)
+    ay = (ys[:, None, None] * freqs).expand(h, w, -1)
+    ax = (xs[None, :, None] * freqs).expand(h, w, -1)
+    return torch.cat([ax.sin(), ax.cos(), ay.sin(), ay.cos()], dim=-1).reshape(h * w, -1).float()
+
+
 class FramePosition(nn.Module):
     """Where a token sits in the frame, as fractions of the frame's width and height (token centres,
     so the same for every resolution and aspect ratio), as Fourier features through a linear layer
@@ -120,20 +137,13 @@ class FramePosition(nn.Module):
     zero, so weights trained without it give exactly the same outputs until it is trained.
     """
 
-    def __init__(self, hidden_size: int, num_freqs: int = 6):
+    def __init__(self, hidden_size: int, num_freqs: int = FRAME_FREQS):
         super().__init__()
         self.num_freqs = num_freqs
         self.proj = nn.Linear(4 * num_freqs, hidden_size)
 
     def features(self, h: int, w: int, device=None) -> Tensor:
-        """[h*w, 4*num_freqs]: sin and cos of pi * 2^k * (x, y), x and y in (0, 1), row-major.
-        A few hundred values, so computed each call rather than cached like the rotary tables."""
-        ys = (torch.arange(h, dtype=torch.float64, device=device) + 0.5) / h
-        xs = (torch.arange(w, dtype=torch.float64, device=device) + 0.5) / w
-        freqs = math.pi * 2.0 ** torch.arange(self.num_freqs, dtype=torch.float64, device=device)
-        ay = (ys[:, None, None] * freqs).expand(h, w, -1)
-        ax = (xs[None, :, None] * freqs).expand(h, w, -1)
-        return torch.cat([ax.sin(), ax.cos(), ay.sin(), ay.cos()], dim=-1).reshape(h * w, -1).float()
+        return frame_features(h, w, self.num_freqs, device)
 
     def forward(self, h: int, w: int, device=None) -> Tensor:
         """[h*w, hidden_size], to add to each frame's tokens."""
@@ -142,10 +152,10 @@ class FramePosition(nn.Module):
 
 
 def frame_position_keys(model: "VideoDiT") -> set[str]:
-    """State-dict keys of the frame-position layer: what weights trained without
-    `frame_position` lack. Loaded into a model with it, they give the same outputs (the layer
-    starts at zero)."""
-    return {k for k in model.state_dict() if k.startswith("frame_pos.")}
+    """State-dict keys of the frame-position layers (`frame_position`, `cross_position`): what
+    weights trained without them lack. Loaded into a model with them, they give the same outputs
+    (the layers start at zero)."""
+    return {k for k in model.state_dict() if k.startswith("frame_pos.") or ".cross_pos." in k}
 
 
 def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
@@ -435,7 +445,8 @@ def _cross_attention_fast(cross: "CrossAttention", x: Tensor, text: tuple[Tensor
     return out
 
 
-def _block_fast(block: "DiTBlock", x: Tensor, c: Tensor, cis: Tensor, text: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+def _block_fast(block: "DiTBlock", x: Tensor, c: Tensor, cis: Tensor, text: tuple[Tensor, Tensor, Tensor],
+                place: Tensor | None = None) -> Tensor:
     """DiTBlock.forward on the fast path (same operations, oneDNN matmuls, fused MLP GELU)."""
     B, T, S, D = x.shape
     ada = block.adaLN_modulation[1]
@@ -443,8 +454,10 @@ def _block_fast(block: "DiTBlock", x: Tensor, c: Tensor, cis: Tensor, text: tupl
     shift_sa, scale_sa, gate_sa, shift_mlp, scale_mlp, gate_mlp = mod
     h = modulate(block.norm1(x), shift_sa, scale_sa).reshape(B, T * S, D)
     x = torch.addcmul(x, gate_sa, _self_attention_fast(block.attn, h, cis).view(B, T, S, D))
-    h = block.norm_cross(x).reshape(B, T * S, D)
-    x = x + _cross_attention_fast(block.cross, h, text).view(B, T, S, D)
+    h = block.norm_cross(x)
+    if block.cross_pos is not None:
+        h = h + _lin(place, block.cross_pos.weight, block.cross_pos.bias)
+    x = x + _cross_attention_fast(block.cross, h.reshape(B, T * S, D), text).view(B, T, S, D)
     h = modulate(block.norm2(x), shift_mlp, scale_mlp)
     mlp = block.mlp
     h = _lin(_lin(h, mlp.fc1.weight, mlp.fc1.bias, gelu=True), mlp.fc2.weight, mlp.fc2.bias)
@@ -457,8 +470,11 @@ class DiTBlock(nn.Module):
     Tokens are viewed as [B, t, hw, D] so the per-frame modulation [B, t, 1, D] broadcasts.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qk_norm: bool):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qk_norm: bool, cross_position: bool = False):
         super().__init__()
+        # where the token sits in the frame, added to the cross-attention's input after its norm
+        # (so it reaches the queries whatever the token's content); zero at the start
+        self.cross_pos = nn.Linear(4 * FRAME_FREQS, dim) if cross_position else None
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(dim, num_heads, qk_norm)
         self.norm_cross = nn.LayerNorm(dim, elementwise_affine=True, eps=1e-6)
@@ -468,16 +484,19 @@ class DiTBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
     def forward(
-        self, x: Tensor, c: Tensor, rope: Tensor, ctx: Tensor, mask: Tensor, record: list[Tensor] | None = None
+        self, x: Tensor, c: Tensor, rope: Tensor, ctx: Tensor, mask: Tensor, record: list[Tensor] | None = None,
+        place: Tensor | None = None,
     ) -> Tensor:
-        # x [B, t, hw, D]; c [B, t, D]
+        # x [B, t, hw, D]; c [B, t, D]; place [hw, 4 * FRAME_FREQS] (frame_features), with cross_pos
         B, T, S, D = x.shape
         mod = self.adaLN_modulation(c)[:, :, None, :].chunk(6, dim=-1)
         shift_sa, scale_sa, gate_sa, shift_mlp, scale_mlp, gate_mlp = mod
         h = modulate(self.norm1(x), shift_sa, scale_sa).reshape(B, T * S, D)
         x = torch.addcmul(x, gate_sa, self.attn(h, rope).view(B, T, S, D))
-        h = self.norm_cross(x).reshape(B, T * S, D)
-        x = x + self.cross(h, ctx, mask, record).view(B, T, S, D)
+        h = self.norm_cross(x)
+        if self.cross_pos is not None:
+            h = h + self.cross_pos(place)
+        x = x + self.cross(h.reshape(B, T * S, D), ctx, mask, record).view(B, T, S, D)
         x = torch.addcmul(x, gate_mlp, self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp)))
         return x
 
@@ -514,7 +533,7 @@ class VideoDiT(nn.Module):
         self.rope = Rotary3D(cfg.head_dim, cfg.rope_theta)
         self.frame_pos = FramePosition(D) if cfg.frame_position else None
         self.blocks = nn.ModuleList(
-            [DiTBlock(D, cfg.num_heads, cfg.mlp_ratio, cfg.qk_norm) for _ in range(cfg.depth)]
+            [DiTBlock(D, cfg.num_heads, cfg.mlp_ratio, cfg.qk_norm, cfg.cross_position) for _ in range(cfg.depth)]
         )
         self.final_layer = FinalLayer(D, self.patch_dim)
         self._text_cache = None  # inference fast path: (text_states, text_mask, key, tensors)
@@ -536,6 +555,9 @@ class VideoDiT(nn.Module):
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
             nn.init.zeros_(block.cross.proj.weight)
             nn.init.zeros_(block.cross.proj.bias)
+            if block.cross_pos is not None:
+                nn.init.zeros_(block.cross_pos.weight)
+                nn.init.zeros_(block.cross_pos.bias)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final_layer.linear.weight)
@@ -619,8 +641,9 @@ class VideoDiT(nn.Module):
         ctx = self.text_proj(text_states)
 
         rope = self.rope(Tp, Hp, Wp, x.device)
+        place = frame_features(Hp, Wp, device=x.device).to(dtype) if self.config.cross_position else None
         for block in self.blocks:
-            tokens = block(tokens, c, rope, ctx, text_mask, cross_attention)
+            tokens = block(tokens, c, rope, ctx, text_mask, cross_attention, place)
         out = self.final_layer(tokens, c)
         return self.unpatchify(out, T, H, W).to(x.dtype)
 
@@ -678,8 +701,9 @@ class VideoDiT(nn.Module):
             tokens = tokens + self.frame_pos(Hp, Wp, x.device)
         c = self.t_embedder(timesteps[:, ::pt]) + pooled[:, None, :]  # [B, Tp, D]
         cis = self.rope(Tp, Hp, Wp, x.device)
+        place = frame_features(Hp, Wp, device=x.device).to(dtype) if self.config.cross_position else None
         for block, block_text in zip(self.blocks, text):
-            tokens = _block_fast(block, tokens, c, cis, block_text)
+            tokens = _block_fast(block, tokens, c, cis, block_text, place)
         fl = self.final_layer
         ada = fl.adaLN_modulation[1]
         shift, scale = _lin(F.silu(c), ada.weight, ada.bias)[:, :, None, :].chunk(2, dim=-1)
@@ -713,6 +737,8 @@ class VideoDiT(nn.Module):
         per_block += 2 * 2 * N * N * D  # scores + weighted sum
         per_block += 2 * N * D * D  # attention out projection
         per_block += 2 * N * D * D  # cross q
+        if cfg.cross_position:
+            per_block += 2 * (h // ph) * (w // pw) * 4 * FRAME_FREQS * D  # once per frame grid
         per_block += 2 * L * D * 2 * D  # cross kv
         per_block += 2 * 2 * N * L * D  # cross scores + weighted sum
         per_block += 2 * N * D * D  # cross out projection
