@@ -2,14 +2,16 @@
 
     python scripts/gpu_round_configs.py OUTDIR --batch 256 --cache-batches 400 \\
         --teacher-s 330 --distill-s 100 [--init DIR] [--text-encoder DIR] [--workers 14] [--buckets JSON] \\
-        [--frame-position]
+        [--frame-position] [--cross-position] [--grounding W]
 
 The recipe is v9's (benchmarks/results/kinema-tiny/gpu_round/): bf16, object loss 1.0, the tiny
 buckets with 128x128 weighted 3x and stills at twice the clip batch, a latent cache shared by both
 runs, teacher lr 3e-4 / EMA 0.999, distillation of guidance 5 at lr 1e-4 / EMA 0.995. Each time
 limit counts from the run's start, cache build included. `--frame-position` gives both runs the
 transformer's frame-position layer (`DiTConfig.frame_position`; it starts at zero on weights
-without it).
+without it), `--cross-position` the same place added to every block's cross-attention queries
+(`DiTConfig.cross_position`, likewise), and `--grounding W` the grounding loss at weight W
+(`grounding_loss_weight`; the cache then keeps the scene specs).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 
 def round_configs(batch: int, cache_batches: int, teacher_s: float, distill_s: float, init: str,
                   text_encoder: str | None, workers: int, cache_dir: str, teacher_out: str,
-                  buckets: list | None = None, seed: int = 3, frame_position: bool = False) -> tuple[dict, dict]:
+                  buckets: list | None = None, seed: int = 3, frame_position: bool = False,
+                  cross_position: bool = False, grounding: float = 0.0) -> tuple[dict, dict]:
     if buckets is None:
         buckets = [[128, 128, 25]] * 3 + [[224, 128, 25], [128, 224, 25], [176, 96, 25], [96, 176, 25],
                                           [128, 128, 1, 2 * batch]]
@@ -31,8 +34,11 @@ def round_configs(batch: int, cache_batches: int, teacher_s: float, distill_s: f
               "seed": seed, "data": data}
     if text_encoder:
         common["text_encoder"] = text_encoder
-    if frame_position:
-        common["model"] = {"frame_position": True}
+    model = {name: True for name, on in (("frame_position", frame_position), ("cross_position", cross_position)) if on}
+    if model:
+        common["model"] = model
+    if grounding > 0:
+        common["grounding_loss_weight"] = grounding
     teacher = dict(common, time_limit_s=teacher_s, init=init, ema_decay=0.999, log_every=25,
                    optim={"lr": 3e-4, "warmup_steps": 100, "batch_size": batch})
     distill = dict(common, time_limit_s=distill_s, init=f"{teacher_out}/final", guidance_distill=5.0,
@@ -54,11 +60,15 @@ def main() -> None:
     ap.add_argument("--teacher-out", default="/tmp/runs/teacher")
     ap.add_argument("--buckets", default=None, help="JSON list of [w, h, frames(, batch)] to replace the tiny ones")
     ap.add_argument("--frame-position", action="store_true", help="add the frame-position layer to the transformer")
+    ap.add_argument("--cross-position", action="store_true",
+                    help="add the frame position to every block's cross-attention queries")
+    ap.add_argument("--grounding", type=float, default=0.0, help="grounding loss weight (default 0: off)")
     args = ap.parse_args()
     teacher, distill = round_configs(
         args.batch, args.cache_batches, args.teacher_s, args.distill_s, args.init, args.text_encoder,
         args.workers, args.cache_dir or f"/tmp/lcache_b{args.batch}", args.teacher_out,
-        json.loads(args.buckets) if args.buckets else None, frame_position=args.frame_position)
+        json.loads(args.buckets) if args.buckets else None, frame_position=args.frame_position,
+        cross_position=args.cross_position, grounding=args.grounding)
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "teacher.json").write_text(json.dumps(teacher, indent=1) + "\n")

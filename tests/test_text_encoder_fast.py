@@ -41,3 +41,16 @@ def test_same_tokens_and_states_as_transformers(both):
     assert torch.equal(m1, m2)
     assert (s1 - s2).abs().max().item() < 1e-4
     assert s1.shape == (len(PROMPTS), 32, 384)
+
+
+def test_same_token_offsets_as_transformers(both):
+    """The grounding loss finds a word's tokens by these character offsets."""
+    fast, ref = both
+    offsets = fast.token_offsets(PROMPTS)
+    assert offsets == ref.token_offsets(PROMPTS)
+    first = offsets[0]
+    assert len(first) == 32 and first[0] == (0, 0)  # [CLS]
+    words = [PROMPTS[0][a:b] for a, b in first if b > a]
+    assert words == PROMPTS[0].split()
+    assert all(o == (0, 0) for o in offsets[1])  # the empty prompt: special and padding tokens only
+    assert len(offsets[2]) == 32 and offsets[2][-1] == (0, 0)  # cut at max_length, [SEP] last
