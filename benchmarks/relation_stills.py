@@ -4,9 +4,10 @@ A relation prompt's placement is decided in the first latent frame, which is a l
 own (the autoencoder is causal), so one-frame images of the benchmark's relation prompts ask the
 same question as the videos for a fraction of the time. For each model this generates stills of
 relation prompts START to START+N−1 (seen and held-out, 2 seeds), judges them like `kinema eval`
-and prints, per split, how often the pair is placed as asked, reversed (e.g. "right of" for "left
-of"), another relation or unclear (`relation_placement.py`'s rule), and the benchmark's relation
-verdict. A model that ignores the relation words places the pair as often reversed as asked.
+and prints, per split, the benchmark's relation and binding verdicts and how often the pair is
+placed as asked, reversed (e.g. "right of" for "left of"), another relation or unclear
+(`relation_placement.py`'s rule). A model that ignores the relation words places the pair as
+often reversed as asked.
 
     python benchmarks/relation_stills.py --model v9=src/kinema/weights/kinema-tiny \\
         --model ft=runs/ft/final --guidance ft=5 -o runs/relation_stills
@@ -60,16 +61,18 @@ def relation_items(start: int, n: int, width: int = 128, height: int = 128) -> l
 
 
 def summary_lines(records: list[dict]) -> list[str]:
-    """Per split: relation verdicts, and where the two asked colours were placed."""
+    """Per split: relation and binding verdicts, and where the two asked colours were placed."""
     pct = relation_placement.share
     placement = relation_placement.tally(records)
     lines = []
     for split, c in placement.items():
         mine = [r for r in records if r["category"] == "relation" and r["split"] == split]
         right = sum(bool(r["verdict"].get("relation")) for r in mine)
+        bound = sum(bool(r["verdict"].get("binding")) for r in mine)
         shown = c["both_colours"]
         asked, reversed_ = c.get("asked", 0), c.get("reversed", 0)
-        lines.append(f"  {split}: {len(mine)} stills; relation right {pct(right, len(mine))}; both colours in "
+        lines.append(f"  {split}: {len(mine)} stills; relation right {pct(right, len(mine))}; "
+                     f"binding right {pct(bound, len(mine))}; both colours in "
                      f"{shown}: " + ", ".join(f"{o} {pct(c.get(o, 0), shown)}" for o in OUTCOMES)
                      + f"; asked of asked or reversed {pct(asked, asked + reversed_)}")
     return lines

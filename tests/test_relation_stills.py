@@ -37,7 +37,8 @@ def test_summary_counts_verdicts_and_placements_per_split():
     spot_a, spot_b = item.spec.center(a, 0), item.spec.center(b, 0)
 
     def record(xy_a, xy_b, right):
-        return {"category": "relation", "split": "seen", "spec": item.spec.to_dict(), "verdict": {"relation": right},
+        return {"category": "relation", "split": "seen", "spec": item.spec.to_dict(),
+                "verdict": {"relation": right, "binding": not right},
                 "detected": [{"color": a.color, "frames_seen": 1, "first_frame": 0, "first_xy": list(xy_a)},
                              {"color": b.color, "frames_seen": 1, "first_frame": 0, "first_xy": list(xy_b)}]}
 
@@ -45,5 +46,5 @@ def test_summary_counts_verdicts_and_placements_per_split():
                                record(spot_b, spot_a, False)])
     assert len(lines) == 1
     line = lines[0]
-    assert line.startswith("  seen: 3 stills; relation right 1 (33.3%")
+    assert line.startswith("  seen: 3 stills; relation right 1 (33.3%") and "binding right 2 (66.7%" in line
     assert "asked 2 (66.7%" in line and "reversed 1 (33.3%" in line and "asked of asked or reversed 2 (66.7%" in line
