@@ -226,6 +226,9 @@ def test_kinema_train_adds_the_grounding_loss_from_a_latent_cache_with_scene_spe
     entry = LatentCache(tmp_path / "g", seed=0).entry(0)
     assert len(entry["spec"]) == len(entry["caption"]) == entry["latents"].shape[0]
     assert SceneSpec.from_dict(entry["spec"][0]).num_frames >= 1
+    # straight from the world's stream too, one clip a step (the stream then yields unbatched items)
+    assert run("streamed", grounding_loss_weight=0.5, optim={"batch_size": 1}, data={"buckets": [[32, 32, 5]]}) == 0
+    assert 0 < _steps(tmp_path / "streamed")[0]["grounding_loss"] <= 1
     # a shared cache built without the grounding loss has no specs for it: refused, by name
     capsys.readouterr()
     assert run("reuse", grounding_loss_weight=0.5, data=cache) == 2

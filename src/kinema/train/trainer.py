@@ -96,6 +96,8 @@ def _video_on(video: torch.Tensor, device) -> torch.Tensor:
 def _normalise_batch(batch: dict) -> dict:
     if "video" in batch and batch["video"].dim() == 4:
         batch = dict(batch, video=batch["video"].unsqueeze(0), caption=[batch["caption"]])
+        if "spec" in batch:
+            batch["spec"] = [batch["spec"]]
     return batch
 
 
