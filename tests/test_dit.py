@@ -188,14 +188,14 @@ def test_params_and_flops():
 
 
 def test_frame_position_starts_as_a_no_op_on_weights_trained_without_it():
-    from kinema.models.dit import frame_position_keys
+    from kinema.models.dit import zero_start_keys
 
     torch.manual_seed(0)
     plain = perturbed(VideoDiT(tiny_config())).eval()
     placed = VideoDiT(tiny_config(frame_position=True)).eval()
     missing, unexpected = placed.load_state_dict(plain.state_dict(), strict=False)
-    assert set(missing) == frame_position_keys(placed) == {"frame_pos.proj.weight", "frame_pos.proj.bias"}
-    assert not unexpected and frame_position_keys(plain) == set()
+    assert set(missing) == zero_start_keys(placed) == {"frame_pos.proj.weight", "frame_pos.proj.bias"}
+    assert not unexpected and zero_start_keys(plain) == set()
     args = inputs(2, 3, 4, 6)
     with torch.no_grad():
         assert torch.equal(plain(*args), placed(*args))
@@ -219,14 +219,14 @@ def test_frame_position_reads_places_as_fractions_of_the_frame():
 
 
 def test_cross_position_starts_as_a_no_op_and_puts_the_place_into_every_blocks_queries():
-    from kinema.models.dit import frame_position_keys
+    from kinema.models.dit import zero_start_keys
 
     torch.manual_seed(0)
     plain = perturbed(VideoDiT(tiny_config())).eval()
     placed = VideoDiT(tiny_config(cross_position=True)).eval()
     missing, unexpected = placed.load_state_dict(plain.state_dict(), strict=False)
     want = {f"blocks.{i}.cross_pos.{p}" for i in range(len(placed.blocks)) for p in ("weight", "bias")}
-    assert set(missing) == frame_position_keys(placed) == want and not unexpected
+    assert set(missing) == zero_start_keys(placed) == want and not unexpected
     args = inputs(2, 3, 4, 6)
     with torch.no_grad():
         assert torch.equal(plain(*args), placed(*args))
@@ -244,3 +244,35 @@ def test_cross_position_starts_as_a_no_op_and_puts_the_place_into_every_blocks_q
     assert (plain_first - plain_first[:1]).abs().max() < 1e-6  # rotary positions alone: all alike
     assert (first - first[:1]).abs().max() > 1e-3
     assert placed.flops_per_forward(3, 8, 8, 6) > plain.flops_per_forward(3, 8, 8, 6)
+
+
+def test_text_refiner_starts_as_a_no_op_and_lets_each_text_token_see_the_others():
+    from kinema.models.dit import zero_start_keys
+
+    torch.manual_seed(0)
+    plain = perturbed(VideoDiT(tiny_config())).eval()
+    refined = VideoDiT(tiny_config(text_refiner=2)).eval()
+    missing, unexpected = refined.load_state_dict(plain.state_dict(), strict=False)
+    assert set(missing) == zero_start_keys(refined) and not unexpected
+    assert {k.split(".")[0] for k in missing} == {"text_refiner"} and len(missing) == 2 * 12
+    args = inputs(2, 3, 4, 6)
+    with torch.no_grad():
+        assert torch.equal(plain(*args), refined(*args))
+        for p in refined.text_refiner.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        x, t, states, mask = args
+        ctx = refined.refine_text(refined.text_proj(states), mask)
+        last = int(mask[0].nonzero().max())
+        later = states.clone()
+        later[0, last] += 1.0  # change only the first sample's last real text token
+        ctx_later = refined.refine_text(refined.text_proj(later), mask)
+        # the projection alone is per token; with the refiner the first token sees the change
+        assert torch.equal(refined.text_proj(later)[:, 0], refined.text_proj(states)[:, 0])
+        assert not torch.allclose(ctx_later[0, 0], ctx[0, 0])
+        empty = torch.zeros_like(mask)
+        assert torch.isfinite(refined(x, t, states, empty)).all()  # an empty caption: no NaN
+    assert refined.flops_per_forward(3, 8, 8, 6) > plain.flops_per_forward(3, 8, 8, 6)
+    from kinema.models.vae import ConfigError
+
+    with pytest.raises(ConfigError, match="text_refiner"):
+        tiny_config(text_refiner=-1)

@@ -46,7 +46,7 @@ def run(model, *args, fast: bool):
 
 @pytest.mark.parametrize("kw", [{}, {"qk_norm": False}, {"num_heads": 4, "hidden_size": 48},
                                  {"patch_size": (2, 2, 2), "in_channels": 4}, {"frame_position": True},
-                                 {"cross_position": True}])
+                                 {"cross_position": True}, {"text_refiner": 2}])
 @pytest.mark.parametrize("B,grid", [(1, (1, 2, 2)), (2, (3, 4, 6)), (3, (2, 8, 2))])
 def test_fast_path_equals_reference(kw, B, grid):
     model = tiny(**kw)

@@ -355,7 +355,7 @@ def test_decoder_fine_tune_can_grow_the_decoder_from_weights_without_the_extra_b
 def test_dit_fine_tune_can_add_frame_position_to_weights_without_it(tmp_path, capsys, dit_run):
     cfg = tmp_path / "placed.json"
     cfg.write_text(json.dumps({"init": str(dit_run / "final"), "steps": 2, "ema_decay": 0.0,
-                               "model": {"frame_position": True, "cross_position": True},
+                               "model": {"frame_position": True, "cross_position": True, "text_refiner": 1},
                                "optim": {"lr": 1e-2, "warmup_steps": 0}}))
     out = tmp_path / "placed"
     vae = str(dit_run / "final" / "vae")
@@ -365,7 +365,10 @@ def test_dit_fine_tune_can_add_frame_position_to_weights_without_it(tmp_path, ca
     start, tuned = load_file(str(dit_run / "final" / name)), load_file(str(out / "final" / name))
     depth = json.loads((dit_run / "final" / "transformer" / "config.json").read_text())["depth"]
     cross = [f"blocks.{i}.cross_pos.{p}" for i in range(depth) for p in ("bias", "weight")]
-    assert sorted(set(tuned) - set(start)) == sorted(cross + ["frame_pos.proj.bias", "frame_pos.proj.weight"])
+    added = sorted(set(tuned) - set(start))
+    assert sorted(k for k in added if not k.startswith("text_refiner.0.")) == sorted(
+        cross + ["frame_pos.proj.bias", "frame_pos.proj.weight"])
+    assert "text_refiner.0.qkv.weight" in added and tuned["text_refiner.0.proj.weight"].abs().sum() > 0
     assert tuned["frame_pos.proj.weight"].abs().sum() > 0  # trained away from its zero start
     assert tuned["blocks.0.cross_pos.weight"].abs().sum() > 0
     assert json.loads((out / "final" / "transformer" / "config.json").read_text())["frame_position"] is True
@@ -373,7 +376,9 @@ def test_dit_fine_tune_can_add_frame_position_to_weights_without_it(tmp_path, ca
     cfg.write_text(json.dumps({"init": str(out / "final"), "steps": 1}))
     assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", vae,
                  "--out", str(tmp_path / "unplaced"), "--quiet"]) == 2
-    assert "frame_pos.proj.weight not in this run's model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    named = [k for k in added if f"{k} not in this run's model" in err]
+    assert named and len(err.strip().splitlines()) == 1, err
 
 
 def test_dit_training_draws_timesteps_with_the_configured_shift(tmp_path, monkeypatch, vae_run):

@@ -12,6 +12,7 @@ Rotary positions come from the actual grid, so any duration, size and aspect rat
 dimension is split across the three axes and the tables are cached per grid shape. They are
 relative; `frame_position` (off by default) also adds where each token sits in the frame to the
 tokens, and `cross_position` (off by default) to every block's cross-attention queries.
+`text_refiner` (0 by default) adds self-attention layers over the projected text tokens.
 
 Inference fast path (CPU, float32, autograd off): the same arithmetic on the same parameters, with
 the linear layers and attention matmuls run by oneDNN (`torch.ops.mkldnn._linear_pointwise`,
@@ -52,8 +53,11 @@ class DiTConfig:
     rope_theta: float = 10000.0
     frame_position: bool = False  # add where each token sits in the frame (FramePosition)
     cross_position: bool = False  # also give every block's cross-attention queries that place (DiTBlock.cross_pos)
+    text_refiner: int = 0  # self-attention layers over the projected text tokens (TextRefinerLayer)
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.text_refiner, int) and self.text_refiner >= 0):
+            raise ConfigError(f"text_refiner must be a whole number of layers >= 0, got {self.text_refiner!r}")
         self.patch_size = tuple(int(p) for p in self.patch_size)
         if len(self.patch_size) != 3 or any(p < 1 for p in self.patch_size):
             raise ConfigError(f"patch_size must be three positive integers, got {self.patch_size}")
@@ -151,11 +155,12 @@ class FramePosition(nn.Module):
         return self.proj(feats)
 
 
-def frame_position_keys(model: "VideoDiT") -> set[str]:
-    """State-dict keys of the frame-position layers (`frame_position`, `cross_position`): what
-    weights trained without them lack. Loaded into a model with them, they give the same outputs
-    (the layers start at zero)."""
-    return {k for k in model.state_dict() if k.startswith("frame_pos.") or ".cross_pos." in k}
+def zero_start_keys(model: "VideoDiT") -> set[str]:
+    """State-dict keys of the optional layers that start as a no-op (`frame_position`,
+    `cross_position`, `text_refiner`): what weights trained without them lack. Loaded into a model
+    with them, those weights give the same outputs."""
+    return {k for k in model.state_dict()
+            if k.startswith("frame_pos.") or ".cross_pos." in k or k.startswith("text_refiner.")}
 
 
 def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
@@ -245,6 +250,34 @@ def attention_with_probs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> tuple
     probs = scores.float().masked_fill(~mask[:, None, None, :], float("-inf")).softmax(-1)
     out = torch.matmul(probs.to(v.dtype), v.transpose(1, 2))
     return out.transpose(1, 2).reshape(B, N, H * d), probs
+
+
+class TextRefinerLayer(nn.Module):
+    """A pre-norm transformer layer over the projected text tokens: self-attention (respecting the
+    text mask) and an MLP, each a residual branch whose output layer starts at zero.
+
+    A frozen encoder's state at "red" in "a red circle left of a blue square" says little, linearly,
+    about whether red is the one on the left (the subject) or the one it is compared with; a layer
+    that lets each text token look at the others can make that role explicit before the video
+    tokens query it.
+    """
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, 4 * dim)
+
+    def forward(self, ctx: Tensor, mask: Tensor) -> Tensor:
+        B, L, D = ctx.shape
+        q, k, v = self.qkv(self.norm1(ctx)).view(B, L, 3, self.num_heads, D // self.num_heads).unbind(2)
+        safe = mask.clone()
+        safe[:, 0] |= ~mask.any(dim=1)  # an empty caption attends somewhere instead of giving NaN
+        ctx = ctx + self.proj(attention(q, k, v, safe))
+        return ctx + self.mlp(self.norm2(ctx))
 
 
 class SelfAttention(nn.Module):
@@ -530,6 +563,7 @@ class VideoDiT(nn.Module):
             nn.Linear(cfg.text_dim, D), nn.GELU(approximate="tanh"), nn.Linear(D, D)
         )
         self.text_pool = nn.Sequential(nn.Linear(cfg.text_dim, D), nn.SiLU(), nn.Linear(D, D))
+        self.text_refiner = nn.ModuleList([TextRefinerLayer(D, cfg.num_heads) for _ in range(cfg.text_refiner)])
         self.rope = Rotary3D(cfg.head_dim, cfg.rope_theta)
         self.frame_pos = FramePosition(D) if cfg.frame_position else None
         self.blocks = nn.ModuleList(
@@ -565,6 +599,10 @@ class VideoDiT(nn.Module):
         if self.frame_pos is not None:
             nn.init.zeros_(self.frame_pos.proj.weight)
             nn.init.zeros_(self.frame_pos.proj.bias)
+        for layer in self.text_refiner:  # each residual branch starts closed
+            for out in (layer.proj, layer.mlp.fc2):
+                nn.init.zeros_(out.weight)
+                nn.init.zeros_(out.bias)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -638,7 +676,7 @@ class VideoDiT(nn.Module):
         m = text_mask.to(dtype)[..., None]
         pooled = (text_states * m).sum(1) / m.sum(1).clamp(min=1.0)
         c = c + self.text_pool(pooled)[:, None, :]
-        ctx = self.text_proj(text_states)
+        ctx = self.refine_text(self.text_proj(text_states), text_mask)
 
         rope = self.rope(Tp, Hp, Wp, x.device)
         place = frame_features(Hp, Wp, device=x.device).to(dtype) if self.config.cross_position else None
@@ -659,8 +697,14 @@ class VideoDiT(nn.Module):
             and _onednn_available()
         )
 
+    def refine_text(self, ctx: Tensor, mask: Tensor) -> Tensor:
+        """The projected text tokens [B, L, D] through the text refiner (unchanged without one)."""
+        for layer in self.text_refiner:
+            ctx = layer(ctx, mask)
+        return ctx
+
     def _text_params(self) -> list[Tensor]:
-        ps = [*self.text_proj.parameters(), *self.text_pool.parameters()]
+        ps = [*self.text_proj.parameters(), *self.text_pool.parameters(), *self.text_refiner.parameters()]
         for block in self.blocks:
             ps += [*block.cross.kv.parameters(), *block.cross.k_norm.parameters(),
                    *block.cross.q_norm.parameters(), block.cross.proj.weight]
@@ -684,7 +728,7 @@ class VideoDiT(nn.Module):
         m = mask.to(dtype)[..., None]
         pooled = (states * m).sum(1) / m.sum(1).clamp(min=1.0)
         pooled = self.text_pool(pooled)
-        ctx = self.text_proj(states)
+        ctx = self.refine_text(self.text_proj(states), mask)
         value = (pooled, [_cross_text_fast(block.cross, ctx, mask) for block in self.blocks])
         # one entry, replaced atomically; holding the text tensors keeps their identity meaningful
         self._text_cache = (text_states, text_mask, key, value) if key is not None else None
@@ -731,6 +775,7 @@ class VideoDiT(nn.Module):
         f += 2 * Tp * (256 * D + D * D)  # timestep MLP (per frame)
         f += 2 * (cfg.text_dim * D + D * D)  # pooled text MLP
         f += 2 * L * (cfg.text_dim * D + D * D)  # text projection
+        f += cfg.text_refiner * (2 * L * D * 3 * D + 2 * 2 * L * L * D + 2 * L * D * D + 2 * 2 * L * D * 4 * D)
         per_block = 0
         per_block += 2 * Tp * D * 6 * D  # adaLN modulation (per frame)
         per_block += 2 * N * D * 3 * D  # fused qkv

@@ -118,9 +118,9 @@ def init_component(stage: str, path: str | os.PathLike, model: nn.Module) -> nn.
     """The component to fine-tune from (its weights and config, e.g. the VAE's latent statistics):
     a pipeline folder, or its vae/ (vae stage) or transformer/ (dit stage) folder. Its weights must
     fit `model` exactly, except that a decoder grown by `decoder_extra_blocks` may lack its extra
-    blocks (they start as the identity) and a transformer with `frame_position` its frame-position
-    layer (it starts at zero); a mismatch is an error naming the tensors."""
-    from ..models.dit import DiTConfig, VideoDiT, frame_position_keys
+    blocks (they start as the identity) and a transformer its optional zero-start layers
+    (`frame_position`, `cross_position`, `text_refiner`); a mismatch is an error naming the tensors."""
+    from ..models.dit import DiTConfig, VideoDiT, zero_start_keys
     from ..models.vae import CausalVideoVAE, VAEConfig, grown_decoder_keys
     from ..pipeline import _load_component
 
@@ -140,7 +140,7 @@ def init_component(stage: str, path: str | os.PathLike, model: nn.Module) -> nn.
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
              if k in state and tuple(state[k].shape) != tuple(v.shape)]
     # layers that start as a no-op may be added to weights trained without them
-    added = grown_decoder_keys(model) if stage == "vae" else frame_position_keys(model)
+    added = grown_decoder_keys(model) if stage == "vae" else zero_start_keys(model)
     missing = [k for k in expected if k not in state and k not in added]
     surplus = [k for k in state if k not in expected]
     if wrong or missing or surplus:
