@@ -9,7 +9,8 @@
 # encoder from scripts/world_text_encoder.py, unpacked to /tmp/te; default .gpu/te.tar.xz when
 # present, else the packaged MiniLM), INIT (default: the shipped model), PRESET, BUCKETS (JSON),
 # FRAME_POSITION (1: add the transformer's frame-position layer), CROSS_POSITION (1: add the frame
-# position to every block's cross-attention queries), GROUNDING (grounding loss weight; 0 = off), PY.
+# position to every block's cross-attention queries), TEXT_REFINER (self-attention layers over the
+# text tokens; 0 = none), GROUNDING (grounding loss weight; 0 = off), PY.
 # Back on the CPU, copy the shipped folder, put $OUT/student/*.safetensors in its transformer/ and
 # run `kinema eval` on it. A failed teacher run at batch B is retried once at batch 64.
 set -u
@@ -41,7 +42,8 @@ configs() {  # $1 teacher seconds, $2 distil seconds
     --distill-s "$2" --init "$INIT" --workers "$WORKERS" --teacher-out "$RUNS/teacher" \
     --cache-dir "$RUNS/lcache_b$B" ${TE:+--text-encoder "$TE"} ${BUCKETS:+--buckets "$BUCKETS"} \
     $( [ "${FRAME_POSITION:-0}" = 1 ] && echo --frame-position ) \
-    $( [ "${CROSS_POSITION:-0}" = 1 ] && echo --cross-position ) --grounding "${GROUNDING:-0}"
+    $( [ "${CROSS_POSITION:-0}" = 1 ] && echo --cross-position ) --grounding "${GROUNDING:-0}" \
+    --text-refiner "${TEXT_REFINER:-0}"
 }
 train() {  # $1 teacher|distill
   echo "== $1: batch $B, cache $BATCHES batches, at $(el) s"

@@ -2,7 +2,7 @@
 
     python scripts/gpu_round_configs.py OUTDIR --batch 256 --cache-batches 400 \\
         --teacher-s 330 --distill-s 100 [--init DIR] [--text-encoder DIR] [--workers 14] [--buckets JSON] \\
-        [--frame-position] [--cross-position] [--grounding W]
+        [--frame-position] [--cross-position] [--text-refiner N] [--grounding W]
 
 The recipe is v9's (benchmarks/results/kinema-tiny/gpu_round/): bf16, object loss 1.0, the tiny
 buckets with 128x128 weighted 3x and stills at twice the clip batch, a latent cache shared by both
@@ -10,7 +10,8 @@ runs, teacher lr 3e-4 / EMA 0.999, distillation of guidance 5 at lr 1e-4 / EMA 0
 limit counts from the run's start, cache build included. `--frame-position` gives both runs the
 transformer's frame-position layer (`DiTConfig.frame_position`; it starts at zero on weights
 without it), `--cross-position` the same place added to every block's cross-attention queries
-(`DiTConfig.cross_position`, likewise), and `--grounding W` the grounding loss at weight W
+(`DiTConfig.cross_position`, likewise), `--text-refiner N` N self-attention layers over the text
+tokens (`DiTConfig.text_refiner`, likewise), and `--grounding W` the grounding loss at weight W
 (`grounding_loss_weight`; the cache then keeps the scene specs).
 """
 
@@ -24,7 +25,8 @@ from pathlib import Path
 def round_configs(batch: int, cache_batches: int, teacher_s: float, distill_s: float, init: str,
                   text_encoder: str | None, workers: int, cache_dir: str, teacher_out: str,
                   buckets: list | None = None, seed: int = 3, frame_position: bool = False,
-                  cross_position: bool = False, grounding: float = 0.0) -> tuple[dict, dict]:
+                  cross_position: bool = False, grounding: float = 0.0,
+                  text_refiner: int = 0) -> tuple[dict, dict]:
     if buckets is None:
         buckets = [[128, 128, 25]] * 3 + [[224, 128, 25], [128, 224, 25], [176, 96, 25], [96, 176, 25],
                                           [128, 128, 1, 2 * batch]]
@@ -35,6 +37,8 @@ def round_configs(batch: int, cache_batches: int, teacher_s: float, distill_s: f
     if text_encoder:
         common["text_encoder"] = text_encoder
     model = {name: True for name, on in (("frame_position", frame_position), ("cross_position", cross_position)) if on}
+    if text_refiner:
+        model["text_refiner"] = text_refiner
     if model:
         common["model"] = model
     if grounding > 0:
@@ -63,12 +67,13 @@ def main() -> None:
     ap.add_argument("--cross-position", action="store_true",
                     help="add the frame position to every block's cross-attention queries")
     ap.add_argument("--grounding", type=float, default=0.0, help="grounding loss weight (default 0: off)")
+    ap.add_argument("--text-refiner", type=int, default=0, help="self-attention layers over the text tokens")
     args = ap.parse_args()
     teacher, distill = round_configs(
         args.batch, args.cache_batches, args.teacher_s, args.distill_s, args.init, args.text_encoder,
         args.workers, args.cache_dir or f"/tmp/lcache_b{args.batch}", args.teacher_out,
         json.loads(args.buckets) if args.buckets else None, frame_position=args.frame_position,
-        cross_position=args.cross_position, grounding=args.grounding)
+        cross_position=args.cross_position, grounding=args.grounding, text_refiner=args.text_refiner)
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "teacher.json").write_text(json.dumps(teacher, indent=1) + "\n")

@@ -53,17 +53,18 @@ def test_frame_position_goes_to_both_runs_and_only_when_asked(tmp_path):
         assert resolve("dit", "tiny", str(path)).model["frame_position"] is True
 
 
-def test_cross_position_and_grounding_go_to_both_runs_and_only_when_asked(tmp_path):
+def test_cross_position_text_refiner_and_grounding_go_to_both_runs_and_only_when_asked(tmp_path):
     from kinema.train.config import resolve
 
     kw = dict(batch=8, cache_batches=4, teacher_s=30, distill_s=10, init="src/kinema/weights/kinema-tiny",
               text_encoder=None, workers=0, cache_dir=str(tmp_path / "cache"), teacher_out=str(tmp_path / "t"))
     plain = _module().round_configs(**kw)
     assert all("grounding_loss_weight" not in cfg for cfg in plain)
-    both = _module().round_configs(**kw, frame_position=True, cross_position=True, grounding=0.5)
+    both = _module().round_configs(**kw, frame_position=True, cross_position=True, grounding=0.5, text_refiner=2)
     for cfg in both:
         path = tmp_path / "c.json"
         path.write_text(json.dumps(cfg))
         resolved = resolve("dit", "tiny", str(path))
-        assert resolved.model == {**resolved.model, "frame_position": True, "cross_position": True}
+        assert resolved.model == {**resolved.model, "frame_position": True, "cross_position": True,
+                                  "text_refiner": 2}
         assert resolved.grounding_loss_weight == 0.5
