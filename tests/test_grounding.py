@@ -47,6 +47,15 @@ def test_object_coverage_lies_in_the_cells_under_the_object_and_the_top_object_h
     assert c[0].sum() == pytest.approx(SIZES["large"] ** 2 * 16 - c[1].sum(), rel=0.05)
 
 
+def test_sampled_coverage_is_close_to_the_exact_one():
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        spec = sample_spec(rng, width=128, height=96, num_frames=9)
+        exact = object_coverage(spec, [0, 8], 6, 8, samples=None)
+        sampled = object_coverage(spec, [0, 8], 6, 8)
+        assert np.abs(sampled - exact).max() < 0.1 and abs(sampled.sum() - exact.sum()) < 0.05 * exact.sum() + 0.1
+
+
 def test_object_coverage_follows_motion_and_refuses_grids_and_frames_that_do_not_fit():
     moving = _scene(_obj("red", "circle", 0.2, 0.5, motion="right"), frames=9)
     cover = object_coverage(moving, [0, 8], 1, 4)
