@@ -12,9 +12,9 @@ import torch
 
 from kinema.cli import main
 from kinema.models.dit import DiTConfig, VideoDiT
-from kinema.train.grounding import (grounding_loss, grounding_targets, object_groups, phrase_spans, token_frames,
+from kinema.train.grounding import (grounding_loss, grounding_targets, phrase_spans, token_frames,
                                     tokens_of)
-from kinema.world.captions import caption
+from kinema.world.captions import caption, object_groups
 from kinema.world.masks import object_coverage
 from kinema.world.sample import sample_spec
 from kinema.world.spec import SIZES, ObjectSpec, SceneSpec

@@ -18,19 +18,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..world.captions import NUMBER_WORDS, SIZE_WORDS
+from ..world.captions import NUMBER_WORDS, SIZE_WORDS, object_groups
 from ..world.masks import object_coverage
 from ..world.spec import SceneSpec
 
 Span = tuple[int, int]
-
-
-def object_groups(spec: SceneSpec) -> list[list[int]]:
-    """Indices of identical objects (shape, colour, size, motion), in the order captions name them."""
-    groups: dict[tuple, list[int]] = {}
-    for i, o in enumerate(spec.objects):
-        groups.setdefault((o.shape, o.color, o.size, o.motion), []).append(i)
-    return list(groups.values())
 
 
 def phrase_spans(spec: SceneSpec, caption: str) -> list[tuple[list[int], list[Span]]]:

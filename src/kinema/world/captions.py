@@ -53,17 +53,18 @@ PATTERNS = [
 ]
 
 
+def object_groups(spec: SceneSpec) -> list[list[int]]:
+    """Indices of identical objects (same shape, colour, size, motion), each group in the order of
+    its first object: the order captions name them in."""
+    groups: dict[tuple, list[int]] = {}
+    for i, o in enumerate(spec.objects):
+        groups.setdefault((o.shape, o.color, o.size, o.motion), []).append(i)
+    return list(groups.values())
+
+
 def group_objects(spec: SceneSpec) -> list[tuple[ObjectSpec, int]]:
     """Identical objects (same shape, colour, size, motion) merged with their count, in order."""
-    groups: list[tuple[ObjectSpec, int]] = []
-    for obj in spec.objects:
-        for k, (g, n) in enumerate(groups):
-            if (g.shape, g.color, g.size, g.motion) == (obj.shape, obj.color, obj.size, obj.motion):
-                groups[k] = (g, n + 1)
-                break
-        else:
-            groups.append((obj, 1))
-    return groups
+    return [(spec.objects[members[0]], len(members)) for members in object_groups(spec)]
 
 
 def relation_between(spec: SceneSpec, i: int, j: int, frame: int = 0) -> str | None:
