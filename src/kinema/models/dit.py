@@ -149,11 +149,6 @@ class FramePosition(nn.Module):
     def features(self, h: int, w: int, device=None) -> Tensor:
         return frame_features(h, w, self.num_freqs, device)
 
-    def forward(self, h: int, w: int, device=None) -> Tensor:
-        """[h*w, hidden_size], to add to each frame's tokens."""
-        feats = self.features(h, w, device).to(self.proj.weight.dtype)
-        return self.proj(feats)
-
 
 def zero_start_keys(model: "VideoDiT") -> set[str]:
     """State-dict keys of the optional layers that start as a no-op (`frame_position`,
@@ -242,6 +237,15 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Te
     return out.transpose(1, 2).reshape(B, N, H * d)
 
 
+def attendable(mask: Tensor) -> Tensor:
+    """A text mask [B, L] (True = attend) with position 0 opened for a sample that has no text, so
+    its attention has somewhere to go instead of giving NaN; callers zero such a sample's
+    cross-attention result."""
+    safe = mask.clone()
+    safe[:, 0] |= ~mask.any(dim=1)
+    return safe
+
+
 def attention_with_probs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """`attention` written out, for training losses on where attention goes: (output [B, N, H*d],
     probabilities [B, H, N, M])."""
@@ -274,9 +278,7 @@ class TextRefinerLayer(nn.Module):
     def forward(self, ctx: Tensor, mask: Tensor) -> Tensor:
         B, L, D = ctx.shape
         q, k, v = self.qkv(self.norm1(ctx)).view(B, L, 3, self.num_heads, D // self.num_heads).unbind(2)
-        safe = mask.clone()
-        safe[:, 0] |= ~mask.any(dim=1)  # an empty caption attends somewhere instead of giving NaN
-        ctx = ctx + self.proj(attention(q, k, v, safe))
+        ctx = ctx + self.proj(attention(q, k, v, attendable(mask)))
         return ctx + self.mlp(self.norm2(ctx))
 
 
@@ -328,8 +330,7 @@ class CrossAttention(nn.Module):
         k, v = self.kv(ctx).view(B, L, 2, self.num_heads, self.head_dim).unbind(2)
         k = self.k_norm(k)
         has_text = mask.any(dim=1)  # [B]
-        safe = mask.clone()
-        safe[:, 0] |= ~has_text  # attend somewhere; the result is zeroed below
+        safe = attendable(mask)  # the result of a sample without text is zeroed below
         if record is None:
             out = attention(q, k, v, safe)
         else:
@@ -450,8 +451,7 @@ def _cross_text_fast(cross: "CrossAttention", ctx: Tensor, mask: Tensor) -> tupl
         keys[:, h, :, h] = k[:, h]
     keys = keys.reshape(B, H * L, D)
     has_text = mask.any(dim=1)
-    safe = mask.clone()
-    safe[:, 0] |= ~has_text
+    safe = attendable(mask)
     bias = torch.zeros((B, H, L), dtype=ctx.dtype, device=ctx.device)
     bias.masked_fill_(~safe[:, None, :], float("-inf"))
     wp = cross.proj.weight.view(D, H, d)  # out features, head, head dim
@@ -668,8 +668,9 @@ class VideoDiT(nn.Module):
         text_states = text_states.to(dtype)
 
         tokens = self.x_embedder(self.patchify(x.to(dtype)))  # [B, Tp, Hp*Wp, D]
+        place = self._frame_place(Hp, Wp, x.device, dtype)
         if self.frame_pos is not None:
-            tokens = tokens + self.frame_pos(Hp, Wp, x.device)
+            tokens = tokens + self.frame_pos.proj(place)
 
         # per-frame conditioning: the timestep of each patch frame (first latent frame of the patch)
         c = self.t_embedder(timesteps[:, ::pt])  # [B, Tp, D]
@@ -679,7 +680,6 @@ class VideoDiT(nn.Module):
         ctx = self.refine_text(self.text_proj(text_states), text_mask)
 
         rope = self.rope(Tp, Hp, Wp, x.device)
-        place = frame_features(Hp, Wp, device=x.device).to(dtype) if self.config.cross_position else None
         for block in self.blocks:
             tokens = block(tokens, c, rope, ctx, text_mask, cross_attention, place)
         out = self.final_layer(tokens, c)
@@ -696,6 +696,13 @@ class VideoDiT(nn.Module):
             and self.x_embedder.weight.device.type == "cpu"
             and _onednn_available()
         )
+
+    def _frame_place(self, hp: int, wp: int, device, dtype) -> Tensor | None:
+        """The frame-position features [hp*wp, 4 * FRAME_FREQS] once per forward, for the
+        `frame_position` layer and every block's `cross_position` layer (None when neither is on)."""
+        if self.frame_pos is None and not self.config.cross_position:
+            return None
+        return frame_features(hp, wp, device=device).to(dtype)
 
     def refine_text(self, ctx: Tensor, mask: Tensor) -> Tensor:
         """The projected text tokens [B, L, D] through the text refiner (unchanged without one)."""
@@ -741,11 +748,11 @@ class VideoDiT(nn.Module):
         dtype = self.x_embedder.weight.dtype
         pooled, text = self._text_tensors(text_states, text_mask)
         tokens = _lin(self.patchify(x.to(dtype)), self.x_embedder.weight, self.x_embedder.bias)
+        place = self._frame_place(Hp, Wp, x.device, dtype)
         if self.frame_pos is not None:
-            tokens = tokens + self.frame_pos(Hp, Wp, x.device)
+            tokens = tokens + self.frame_pos.proj(place)
         c = self.t_embedder(timesteps[:, ::pt]) + pooled[:, None, :]  # [B, Tp, D]
         cis = self.rope(Tp, Hp, Wp, x.device)
-        place = frame_features(Hp, Wp, device=x.device).to(dtype) if self.config.cross_position else None
         for block, block_text in zip(self.blocks, text):
             tokens = _block_fast(block, tokens, c, cis, block_text, place)
         fl = self.final_layer
