@@ -188,3 +188,58 @@ def test_long_sequence_attention_path_equals_reference(kw, monkeypatch):
     fused = run(model, x, ts, s, m, fast=True)
     assert (fused - ref).abs().max().item() < 1e-5
     assert (fused - per_head).abs().max().item() < 1e-5
+
+
+# ----- bfloat16 matmuls under CPU autocast (denoise_precision "bf16", or "auto" on an AMX CPU) -----
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).pow(2).mean() / b.pow(2).mean()).sqrt().item()
+
+
+def run_bf16(model, *args, fast: bool):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return run(model, *args, fast=fast)
+
+
+@pytest.mark.parametrize("kw", [{}, {"qk_norm": False}, {"frame_position": True, "cross_position": True},
+                                {"text_refiner": 1}])
+def test_bf16_fast_path_is_close_to_float32(kw, monkeypatch):
+    model = tiny(**kw)
+    x, ts, s, m = inputs(2, 3, 4, 6)
+    ref = run(model, x, ts, s, m, fast=False)
+    calls = []
+    real = VideoDiT._forward_fast_in
+    monkeypatch.setattr(VideoDiT, "_forward_fast_in",
+                        lambda self, *a: calls.append(a[-1]) or real(self, *a))
+    model._text_cache = None
+    out = run_bf16(model, x, ts, s, m, fast=True)
+    assert calls == [torch.bfloat16]  # the fast path, with bf16 matmuls
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    err = rel_err(out, ref)
+    assert 0 < err < 0.02  # bf16 rounding (8 bits of mantissa), not another answer
+    assert rel_err(out, run_bf16(model, x, ts, s, m, fast=False)) < 0.03  # as close as autocast's own
+    assert (out[-1] - ref[-1]).abs().max().item() < 0.05  # the text-less sample too
+    # float32 again: the text tensors held in bf16 are not reused for it
+    assert (run(model, x, ts, s, m, fast=True) - ref).abs().max().item() < 1e-5
+
+
+def test_bf16_weight_copies_follow_the_parameters():
+    model = tiny()
+    x, ts, s, m = inputs(1, 2, 4, 4)
+    before = run_bf16(model, x, ts, s, m, fast=True)
+    with torch.no_grad():
+        model.blocks[0].mlp.fc2.weight.mul_(3.0)  # in place: the bf16 copy must be remade
+    after = run_bf16(model, x, ts, s, m, fast=True)
+    expected = run(model, x, ts, s, m, fast=False)
+    assert rel_err(after, before) > 0.01
+    assert rel_err(after, expected) < 0.02
+
+
+def test_onednn_probe_under_autocast():
+    """A first forward under bf16 autocast must not make the probe (which compares with
+    F.linear, bf16 under autocast) turn the fast path off for good."""
+    dit._ONEDNN_OK = None
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert dit._onednn_available()
+    assert dit._ONEDNN_OK is True

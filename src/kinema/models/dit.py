@@ -376,12 +376,13 @@ def _onednn_available() -> bool:
                 x = torch.linspace(-1.0, 1.0, 40).reshape(5, 8)
                 w = torch.linspace(-0.5, 0.7, 48).reshape(6, 8)
                 b = torch.linspace(0.1, 0.6, 6)
-                with torch.no_grad():
+                # autocast off: under it F.linear would answer in bfloat16 and fail the comparison
+                with torch.no_grad(), torch.autocast("cpu", enabled=False):
                     y = torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
                     g = torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu", [], "tanh")
-                ok = bool(torch.allclose(y, F.linear(x, w, b), atol=1e-5)) and bool(
-                    torch.allclose(g, F.gelu(F.linear(x, w, b), approximate="tanh"), atol=1e-5)
-                )
+                    ok = bool(torch.allclose(y, F.linear(x, w, b), atol=1e-5)) and bool(
+                        torch.allclose(g, F.gelu(F.linear(x, w, b), approximate="tanh"), atol=1e-5)
+                    )
         except Exception:  # an old or unusual build: the reference path is used
             ok = False
         _ONEDNN_OK = ok
@@ -395,13 +396,41 @@ def _lin(x: Tensor, weight: Tensor, bias: Tensor | None = None, gelu: bool = Fal
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
-def _self_attention_fast(attn: "SelfAttention", x: Tensor, cis: Tensor) -> Tensor:
+
+class _MatmulWeights:
+    """The parameters as the fast path's matmuls take them, in its matmul dtype: a float32
+    parameter as it is; for bfloat16, a copy made once per parameter and kept on the model until
+    the parameter changes (in place, by `_version`, or replaced)."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype):
+        self.dtype = dtype
+        self._copies: dict[int, tuple[Tensor, tuple[int, int], Tensor]] = model.__dict__.setdefault(
+            "_matmul_weight_copies", {})
+
+    def __call__(self, p: Tensor | None) -> Tensor | None:
+        if p is None or p.dtype == self.dtype:
+            return p
+        stamp = (p._version, p.data_ptr())
+        hit = self._copies.get(id(p))
+        if hit is not None and hit[0] is p and hit[1] == stamp:
+            return hit[2]
+        w = p.detach().to(self.dtype)
+        self._copies[id(p)] = (p, stamp, w)
+        return w
+
+    def linear(self, x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
+        """layer(x) (then tanh-GELU) in the matmul dtype, which is also the result's."""
+        return _lin(x.to(self.dtype), self(layer.weight), self(layer.bias), gelu)
+
+
+def _self_attention_fast(attn: "SelfAttention", x: Tensor, cis: Tensor, W: _MatmulWeights) -> Tensor:
     """SelfAttention.forward for x [B, N, D] (cis [N, d/2] complex): RMS norm and rotary written
-    head-major, the softmax scale folded into the q-norm weight, one oneDNN matmul pair per head."""
+    head-major, the softmax scale folded into the q-norm weight, one oneDNN matmul pair per head.
+    Matmuls, softmax and the result in W.dtype; the norm and rotary in float32."""
     B, N, D = x.shape
     H, d = attn.num_heads, attn.head_dim
-    qkv = _lin(x, attn.qkv.weight, attn.qkv.bias).view(B, N, 3, H, d)
-    qk = qkv[:, :, :2]
+    qkv = W.linear(x, attn.qkv).view(B, N, 3, H, d)
+    qk = qkv[:, :, :2].float()
     scale = d ** -0.5
     if attn.q_norm is not None:
         w = torch.stack([attn.q_norm.weight * scale, attn.k_norm.weight])[:, None, :]  # [2, 1, d]
@@ -414,22 +443,24 @@ def _self_attention_fast(attn: "SelfAttention", x: Tensor, cis: Tensor) -> Tenso
     xc = torch.view_as_complex(qk.reshape(B, N, 2, H, d // 2, 2)).permute(2, 0, 3, 1, 4)
     rot = torch.empty((2, B, H, N, d // 2), dtype=xc.dtype, device=x.device)
     torch.mul(xc, cis, out=rot)
-    q, k = torch.view_as_real(rot).view(2, B, H, N, d).unbind(0)
-    if N >= SDPA_MIN_TOKENS:
+    q, k = torch.view_as_real(rot).view(2, B, H, N, d).to(W.dtype).unbind(0)
+    if N >= SDPA_MIN_TOKENS or W.dtype == torch.bfloat16:
         # long sequences: the [N, N] score matrix of the loop below outgrows the caches; torch's
-        # fused CPU attention works in tiles instead (q already carries the softmax scale)
-        o = F.scaled_dot_product_attention(q, k, qkv[:, :, 2].transpose(1, 2), scale=1.0).to(x.dtype)  # autocast: bf16
-        return _lin(o.transpose(1, 2).reshape(B, N, D), attn.proj.weight, attn.proj.bias)
+        # fused CPU attention works in tiles instead (q already carries the softmax scale). In
+        # bfloat16 it is the faster at every size measured (benchmarks/attention_crossover.py)
+        o = F.scaled_dot_product_attention(q, k, qkv[:, :, 2].transpose(1, 2), scale=1.0)
+        return W.linear(o.transpose(1, 2).reshape(B, N, D), attn.proj)
     vt = qkv[:, :, 2].permute(0, 2, 3, 1).contiguous()  # [B, H, d, N]: weights of P @ V
-    out = torch.empty((B, N, H, d), dtype=x.dtype, device=x.device)
+    out = torch.empty((B, N, H, d), dtype=W.dtype, device=x.device)
     for b in range(B):
         for h in range(H):
             p = _lin(q[b, h], k[b, h]).softmax(dim=-1)  # [N, N], already scaled
             out[b, :, h] = _lin(p, vt[b, h])
-    return _lin(out.view(B, N, D), attn.proj.weight, attn.proj.bias)
+    return W.linear(out.view(B, N, D), attn.proj)
 
 
-def _cross_text_fast(cross: "CrossAttention", ctx: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _cross_text_fast(cross: "CrossAttention", ctx: Tensor, mask: Tensor,
+                     dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, Tensor]:
     """What a CrossAttention needs from the text alone, per sample b (L text tokens, H heads):
 
     - keys [B, H*L, D]: block-diagonal, row h*L+l holds head h's normalised key of token l,
@@ -438,6 +469,8 @@ def _cross_text_fast(cross: "CrossAttention", ctx: Tensor, mask: Tensor) -> tupl
       token 0, as the reference does, and gets zero values below);
     - values [B, D, H*L]: column h*L+l is proj.weight[:, head h] @ v_{h,l} (the output projection
       folded in), zero for a sample without text, so out = softmax(scores) @ values.T + proj.bias.
+
+    All three in `dtype`, the fast path's matmul dtype.
     """
     B, L, D = ctx.shape
     H, d = cross.num_heads, cross.head_dim
@@ -457,43 +490,46 @@ def _cross_text_fast(cross: "CrossAttention", ctx: Tensor, mask: Tensor) -> tupl
     wp = cross.proj.weight.view(D, H, d)  # out features, head, head dim
     values = torch.einsum("blhe,dhe->bdhl", v, wp).reshape(B, D, H * L)
     values = values * has_text.to(ctx.dtype)[:, None, None]
-    return keys, bias.reshape(B, H * L), values.contiguous()
+    # computed in float32 once per text, then held in the matmul dtype
+    return keys.to(dtype), bias.reshape(B, H * L).to(dtype), values.contiguous().to(dtype)
 
 
-def _cross_attention_fast(cross: "CrossAttention", x: Tensor, text: tuple[Tensor, Tensor, Tensor]) -> Tensor:
-    """CrossAttention.forward for x [B, N, D] from the per-text tensors of _cross_text_fast."""
+def _cross_attention_fast(cross: "CrossAttention", x: Tensor, text: tuple[Tensor, Tensor, Tensor],
+                          W: _MatmulWeights) -> Tensor:
+    """CrossAttention.forward for x [B, N, D] from the per-text tensors of _cross_text_fast; the
+    result in W.dtype."""
     keys, bias, values = text
     B, N, D = x.shape
     H, d = cross.num_heads, cross.head_dim
-    q = _lin(x, cross.q.weight, cross.q.bias)
+    q = W.linear(x, cross.q)
     if isinstance(cross.q_norm, RMSNorm):
         qh = q.view(B, N, H, d)
         rms = torch.linalg.vector_norm(qh, dim=-1, keepdim=True).mul_(d ** -0.5).add_(cross.q_norm.eps)
         q = qh.div_(rms).view(B, N, D)
-    out = torch.empty_like(x)
+    out = torch.empty((B, N, D), dtype=W.dtype, device=x.device)
     L = keys.shape[1] // H
+    proj_bias = W(cross.proj.bias)
     for b in range(B):
         s = _lin(q[b], keys[b], bias[b]).view(N, H, L).softmax(dim=-1).view(N, H * L)
-        out[b] = _lin(s, values[b], cross.proj.bias)
+        out[b] = _lin(s, values[b], proj_bias)
     return out
 
 
 def _block_fast(block: "DiTBlock", x: Tensor, c: Tensor, cis: Tensor, text: tuple[Tensor, Tensor, Tensor],
-                place: Tensor | None = None) -> Tensor:
-    """DiTBlock.forward on the fast path (same operations, oneDNN matmuls, fused MLP GELU)."""
+                place: Tensor | None, W: _MatmulWeights) -> Tensor:
+    """DiTBlock.forward on the fast path (same operations, oneDNN matmuls, fused MLP GELU). The
+    residual stream x, the norms and the modulation stay float32 whatever W.dtype is."""
     B, T, S, D = x.shape
-    ada = block.adaLN_modulation[1]
-    mod = _lin(F.silu(c), ada.weight, ada.bias)[:, :, None, :].chunk(6, dim=-1)
+    mod = W.linear(F.silu(c), block.adaLN_modulation[1]).float()[:, :, None, :].chunk(6, dim=-1)
     shift_sa, scale_sa, gate_sa, shift_mlp, scale_mlp, gate_mlp = mod
     h = modulate(block.norm1(x), shift_sa, scale_sa).reshape(B, T * S, D)
-    x = torch.addcmul(x, gate_sa, _self_attention_fast(block.attn, h, cis).view(B, T, S, D))
+    x = torch.addcmul(x, gate_sa, _self_attention_fast(block.attn, h, cis, W).view(B, T, S, D))
     h = block.norm_cross(x)
     if block.cross_pos is not None:
-        h = h + _lin(place, block.cross_pos.weight, block.cross_pos.bias)
-    x = x + _cross_attention_fast(block.cross, h.reshape(B, T * S, D), text).view(B, T, S, D)
+        h = h + W.linear(place, block.cross_pos)
+    x = x + _cross_attention_fast(block.cross, h.reshape(B, T * S, D), text, W).view(B, T, S, D)
     h = modulate(block.norm2(x), shift_mlp, scale_mlp)
-    mlp = block.mlp
-    h = _lin(_lin(h, mlp.fc1.weight, mlp.fc1.bias, gelu=True), mlp.fc2.weight, mlp.fc2.bias)
+    h = W.linear(W.linear(h, block.mlp.fc1, gelu=True), block.mlp.fc2)
     return torch.addcmul(x, gate_mlp, h)
 
 
@@ -717,11 +753,13 @@ class VideoDiT(nn.Module):
                    *block.cross.q_norm.parameters(), block.cross.proj.weight]
         return ps
 
-    def _text_tensors(self, text_states: Tensor, text_mask: Tensor) -> tuple[Tensor, list]:
-        """(pooled text embedding [B, D], per-block cross-attention tensors), cached while the same
-        text tensors (same objects, not modified in place) and the same weights come back."""
+    def _text_tensors(self, text_states: Tensor, text_mask: Tensor,
+                      dtype: torch.dtype = torch.float32) -> tuple[Tensor, list]:
+        """(pooled text embedding [B, D], per-block cross-attention tensors in `dtype`), cached
+        while the same text tensors (same objects, not modified in place), the same weights and
+        the same dtype come back."""
         try:
-            key = (text_states._version, text_mask._version,
+            key = (text_states._version, text_mask._version, dtype,
                    tuple((p.data_ptr(), p._version) for p in self._text_params()))
         except RuntimeError:  # inference-mode tensors have no version counter: do not cache
             key = None
@@ -729,36 +767,45 @@ class VideoDiT(nn.Module):
         if (key is not None and cached is not None and cached[0] is text_states
                 and cached[1] is text_mask and cached[2] == key):
             return cached[3]
-        dtype = self.x_embedder.weight.dtype
+        wdtype = self.x_embedder.weight.dtype
         mask = text_mask.to(device=text_states.device, dtype=torch.bool)
-        states = text_states.to(dtype)
-        m = mask.to(dtype)[..., None]
+        states = text_states.to(wdtype)
+        m = mask.to(wdtype)[..., None]
         pooled = (states * m).sum(1) / m.sum(1).clamp(min=1.0)
         pooled = self.text_pool(pooled)
         ctx = self.refine_text(self.text_proj(states), mask)
-        value = (pooled, [_cross_text_fast(block.cross, ctx, mask) for block in self.blocks])
+        value = (pooled, [_cross_text_fast(block.cross, ctx, mask, dtype) for block in self.blocks])
         # one entry, replaced atomically; holding the text tensors keeps their identity meaningful
         self._text_cache = (text_states, text_mask, key, value) if key is not None else None
         return value
 
     def _forward_fast(self, x: Tensor, timesteps: Tensor, text_states: Tensor, text_mask: Tensor) -> Tensor:
+        # under CPU autocast to bfloat16 the matmuls run in bfloat16 (AMX and AVX512-BF16 kernels);
+        # the rest is float32 and written out here, so autocast is off inside
+        low = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        with torch.autocast("cpu", enabled=False):
+            return self._forward_fast_in(x, timesteps, text_states, text_mask,
+                                         torch.bfloat16 if low else torch.float32)
+
+    def _forward_fast_in(self, x: Tensor, timesteps: Tensor, text_states: Tensor, text_mask: Tensor,
+                         matmul_dtype: torch.dtype) -> Tensor:
         B, _, T, H, W = x.shape
         pt, ph, pw = self.config.patch_size
         Tp, Hp, Wp = T // pt, H // ph, W // pw
         dtype = self.x_embedder.weight.dtype
-        pooled, text = self._text_tensors(text_states, text_mask)
-        tokens = _lin(self.patchify(x.to(dtype)), self.x_embedder.weight, self.x_embedder.bias)
+        mw = _MatmulWeights(self, matmul_dtype)
+        pooled, text = self._text_tensors(text_states, text_mask, matmul_dtype)
+        tokens = mw.linear(self.patchify(x.to(dtype)), self.x_embedder).to(dtype)
         place = self._frame_place(Hp, Wp, x.device, dtype)
         if self.frame_pos is not None:
             tokens = tokens + self.frame_pos.proj(place)
         c = self.t_embedder(timesteps[:, ::pt]) + pooled[:, None, :]  # [B, Tp, D]
         cis = self.rope(Tp, Hp, Wp, x.device)
         for block, block_text in zip(self.blocks, text):
-            tokens = _block_fast(block, tokens, c, cis, block_text, place)
+            tokens = _block_fast(block, tokens, c, cis, block_text, place, mw)
         fl = self.final_layer
-        ada = fl.adaLN_modulation[1]
-        shift, scale = _lin(F.silu(c), ada.weight, ada.bias)[:, :, None, :].chunk(2, dim=-1)
-        out = _lin(modulate(fl.norm(tokens), shift, scale), fl.linear.weight, fl.linear.bias)
+        shift, scale = mw.linear(F.silu(c), fl.adaLN_modulation[1]).to(dtype)[:, :, None, :].chunk(2, dim=-1)
+        out = mw.linear(modulate(fl.norm(tokens), shift, scale), fl.linear)
         return self.unpatchify(out, T, H, W).to(x.dtype)
 
     # ----- cost model --------------------------------------------------------------------------
