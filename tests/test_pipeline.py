@@ -211,6 +211,41 @@ def test_bf16_decode_stays_close_to_fp32(pipe, monkeypatch):
     assert diff.mean() < 1.0 and diff.max() <= 32  # in 0-255 levels: rounding, not another picture
 
 
+def test_denoise_precision_settings():
+    from kinema.pipeline import cpu_has_amx, denoise_dtype
+
+    cpu = torch.device("cpu")
+    assert denoise_dtype("fp32", cpu) == torch.float32 and denoise_dtype("bf16", cpu) == torch.bfloat16
+    assert denoise_dtype("auto", cpu) == (torch.bfloat16 if cpu_has_amx() else torch.float32)
+    assert denoise_dtype("auto", torch.device("cuda")) == torch.float32
+    with pytest.raises(KinemaError, match="denoise_precision"):
+        denoise_dtype("half", cpu)
+    with pytest.raises(KinemaError, match="denoise_precision"):  # refused when the pipeline is built
+        Pipeline.from_configs(VAEConfig(base_channels=8), DiTConfig(hidden_size=32, depth=2, num_heads=2),
+                              text_encoder=TextEncoder.from_pretrained(), denoise_precision="half")
+
+
+def test_bf16_denoising_stays_close_to_fp32(pipe, monkeypatch):
+    import kinema.diffusion.sampling as sampling_module
+
+    dtypes = []
+    real_sample = sampling_module.sample
+
+    def spy(*a, **kw):
+        dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+        return real_sample(*a, **kw)
+
+    monkeypatch.setattr("kinema.pipeline.sample", spy)
+    monkeypatch.setitem(pipe.config, "decode_precision", "fp32")
+    videos = {}
+    for precision in ("fp32", "bf16"):
+        monkeypatch.setitem(pipe.config, "denoise_precision", precision)
+        videos[precision] = np.asarray(gen(pipe, seed=3).frames, dtype=np.float32)
+    assert dtypes == [torch.float32, torch.bfloat16]
+    diff = np.abs(videos["fp32"] - videos["bf16"])
+    assert 0 < diff.mean() < 2.0  # in 0-255 levels: rounding, not another picture
+
+
 def test_missing_files_raise(saved, tmp_path, loaded):
     d = _copy(saved, tmp_path)
     next((d / "vae").glob("*.safetensors")).unlink()
