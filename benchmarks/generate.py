@@ -23,6 +23,11 @@ from pathlib import Path
 from kinema.sampler_names import SAMPLERS
 
 
+# the `kinema` script a user runs, from this interpreter's environment
+_SCRIPT = Path(sys.executable).parent / "kinema"
+KINEMA = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from kinema.cli import entry; entry()"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
@@ -38,7 +43,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
             out, timings = Path(tmp) / f"bench_{i}.mp4", Path(tmp) / f"bench_{i}.json"
-            cmd = [sys.executable, "-m", "kinema.cli", "generate", args.prompt, "-o", str(out), "--quiet",
+            cmd = [*KINEMA, "generate", args.prompt, "-o", str(out), "--quiet",
                    "--timings-json", str(timings), "--size", args.size, "--seconds", str(args.seconds),
                    "--fps", str(args.fps), "--seed", "0"]
             if args.model:

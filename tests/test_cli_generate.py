@@ -147,3 +147,26 @@ def test_timings_json_reports_every_stage(tmp_path):
     parts = sum(v for k, v in stages.items() if k != "total_in_process")
     assert parts <= stages["total_in_process"] + 1e-3
     assert report["frames"] == Video.read(out).num_frames == 5 and report["peak_rss_mb"] > 50
+
+
+@pytest.mark.parametrize("launcher", ["script", "module"])
+def test_generate_ends_without_teardown_once_written(model_dir, tmp_path, launcher):
+    """After a successful generate the process skips the interpreter's teardown (atexit handlers
+    do not run), with its output whole and stdout flushed; a failed one exits the ordinary way."""
+    hook = "import atexit; atexit.register(lambda: print('TEARDOWN', flush=True)); "
+    if launcher == "script":
+        cmd = [sys.executable, "-c", hook + "from kinema.cli import entry; entry()"]
+    else:  # python -m kinema.cli: the commands must reach the module that runs entry()
+        cmd = [sys.executable, "-c", hook + "import runpy, sys; sys.argv[0] = 'kinema'; "
+               "runpy.run_module('kinema.cli', run_name='__main__')"]
+    out = tmp_path / "shot.mp4"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    ok = subprocess.run(cmd + ["generate", PROMPT, "-o", str(out), "--model", model_dir, "--num-frames", "5",
+                               "--quiet"], capture_output=True, text=True, timeout=120, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip().splitlines() == [str(out)]
+    assert Video.read(out).num_frames == 5
+    bad = subprocess.run(cmd + ["generate", "   ", "-o", str(tmp_path / "x.mp4"), "--model", model_dir],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and "prompt is empty" in bad.stderr
+    assert "TEARDOWN" in bad.stdout

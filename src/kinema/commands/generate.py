@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import PROCESS_START
+from ..cli import PROCESS_START, request_fast_exit
 from ..errors import KinemaError
 from ..sampler_names import SAMPLERS
 
@@ -113,6 +113,7 @@ def handler(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(out)
+    request_fast_exit()
     return 0
 
 
