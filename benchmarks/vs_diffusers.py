@@ -21,8 +21,13 @@ Printed, in one run:
 "Ours before" is the same model with the inference fast path off (KINEMA_DIT_FAST=0), i.e. the
 code as it was before the speed work; the outputs of the two agree to float rounding (printed).
 
+`--dtype bfloat16` runs every model under CPU bf16 autocast (what `denoise_precision` "bf16" does
+in the pipeline; "auto" picks it on a CPU with AMX), and adds diffusers' Wan with its weights cast
+to bf16 (`.to(torch.bfloat16)`, as WanPipeline is usually loaded); the ratio is against the faster
+of the two. Its efficiency is given against both measured peaks.
+
     python benchmarks/vs_diffusers.py [--threads N] [--runs 9] [--loop-runs 5] [--steps 20]
-        [--generate-runs 3] [--no-generate] [--compile] [--latents T,H,W]
+        [--generate-runs 3] [--no-generate] [--compile] [--latents T,H,W] [--dtype float32|bfloat16]
         [--out benchmarks/results/cpu_vs_diffusers.txt]
 """
 
@@ -48,6 +53,7 @@ TEXT_LEN, TEXT_DIM = 32, 384
 WAN_KW = dict(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=64, in_channels=8,
               out_channels=8, text_dim=TEXT_DIM, freq_dim=256, ffn_dim=1024, num_layers=8,
               cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6)
+BF16 = False  # --dtype bfloat16: every model call under CPU bf16 autocast
 
 
 # ----- models and inputs ----------------------------------------------------------------------------
@@ -82,21 +88,29 @@ def fast_path(on: bool) -> None:
     dit.FAST_INFERENCE = on
 
 
+def autocast():
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16)
+
+
 def ours_fn(model, fast: bool, states, mask):
     """velocity(x [B, ...], t float) with our model; our timesteps are per latent frame, in [0, 1]."""
 
     def f(x, t):
         fast_path(fast)
-        return model(x, torch.full((x.shape[0], x.shape[2]), t), states, mask)
+        with autocast():
+            return model(x, torch.full((x.shape[0], x.shape[2]), t), states, mask)
 
     return f
 
 
 def theirs_fn(model, states):
-    """The same with diffusers' Wan: one timestep per sample, in [0, 1000] (as WanPipeline)."""
+    """The same with diffusers' Wan: one timestep per sample, in [0, 1000] (as WanPipeline); a
+    model whose weights are bf16 gets bf16 inputs."""
+    dtype = next(model.parameters()).dtype
 
     def f(x, t):
-        return model(x, torch.full((x.shape[0],), t * 1000.0), states, return_dict=False)[0]
+        with autocast():
+            return model(x.to(dtype), torch.full((x.shape[0],), t * 1000.0), states.to(dtype), return_dict=False)[0]
 
     return f
 
@@ -126,8 +140,10 @@ def memory_child(which: str, steps: int, threads: int) -> None:
     torch.set_num_threads(threads)
     x, states, mask = inputs(2)
     with torch.no_grad():
-        if which == "theirs":
+        if which in ("theirs", "theirs-bf16"):
             model = build_theirs()
+            if which == "theirs-bf16":
+                model = model.to(torch.bfloat16)
             f = theirs_fn(model, states)
         else:
             model = load_ours()
@@ -149,7 +165,8 @@ def memory_child(which: str, steps: int, threads: int) -> None:
 
 def run_memory(which: str, steps: int, threads: int) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--_memory-child", which, "--steps", str(steps),
-                           "--threads", str(threads), "--latents", ",".join(map(str, LATENTS[1:]))],
+                           "--threads", str(threads), "--latents", ",".join(map(str, LATENTS[1:])),
+                           "--dtype", "bfloat16" if BF16 else "float32"],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"memory child {which} failed:\n{proc.stderr[-2000:]}")
@@ -189,6 +206,11 @@ def count_flops(fn) -> int:
     return int(fc.get_total_flops())
 
 
+def _sample_in(ctx, sample, *args, **kw):
+    with ctx:
+        return sample(*args, **kw)
+
+
 # ----- main -------------------------------------------------------------------------------------------
 
 
@@ -203,9 +225,13 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd models (reports compile time)")
     ap.add_argument("--latents", default=None, metavar="T,H,W",
                     help="latent frames, height, width (default 7,16,16: the default clip; 13,32,32 is 4 s of 256x256)")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                    help="bfloat16: every model under CPU bf16 autocast, and diffusers also with bf16 weights")
     ap.add_argument("--out", default=None, help="also write the printed report to this file")
     ap.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global BF16
+    BF16 = args.dtype == "bfloat16"
     if args.latents:
         global LATENTS
         try:
@@ -231,6 +257,7 @@ def main() -> None:
     generate_out = []
     if not args.no_generate:  # first, while this process is small (a child's ru_maxrss starts at its parent's)
         for label, extra in (("ours", {}), ("ours before (KINEMA_DIT_FAST=0)", {"KINEMA_DIT_FAST": "0"})):
+            # the shipped model's denoise_precision ("auto") decides the dtype there, not --dtype
             env = dict(os.environ, OMP_NUM_THREADS=str(threads), **extra)
             proc = subprocess.run([sys.executable, str(HERE / "generate.py"), "--runs", str(args.generate_runs)],
                                   capture_output=True, text=True, env=env)
@@ -242,7 +269,7 @@ def main() -> None:
     say(f"machine: {machine_line()}")
     say(f"command: python benchmarks/vs_diffusers.py {' '.join(sys.argv[1:])}".rstrip())
     say(f"latents [2, {', '.join(map(str, LATENTS))}] (batch 2 = classifier-free guidance), text {TEXT_LEN} x {TEXT_DIM}, "
-        f"float32, {threads} threads, {args.steps} Euler steps")
+        f"{args.dtype}{' (CPU autocast)' if BF16 else ''}, {threads} threads, {args.steps} Euler steps")
 
     ours, theirs = load_ours(), build_theirs()
     x, states, mask = inputs(2)
@@ -250,6 +277,11 @@ def main() -> None:
     cfg = ours.config
     flops_ours = ours.flops_per_forward(T, H, W, TEXT_LEN, batch=2)
     f_fast, f_ref, f_wan = ours_fn(ours, True, states, mask), ours_fn(ours, False, states, mask), theirs_fn(theirs, states)
+    if BF16:
+        import copy
+
+        theirs16 = copy.deepcopy(theirs).to(torch.bfloat16)
+        f_wan16 = theirs_fn(theirs16, states)
     with torch.no_grad():
         counted_ours = count_flops(lambda: f_ref(x, 0.5))  # reference path: plain aten matmuls the counter sees
         counted_wan = count_flops(lambda: f_wan(x, 0.5))
@@ -297,6 +329,8 @@ def main() -> None:
     say()
     say(f"one forward, batch 2, interleaved, {args.runs} runs each")
     fwd = {"ours": lambda: f_fast(x, 0.5), "ours before": lambda: f_ref(x, 0.5), "diffusers": lambda: f_wan(x, 0.5)}
+    if BF16:
+        fwd["diffusers bf16 weights"] = lambda: f_wan16(x, 0.5)
     for name, (g, _) in compiled.items():
         fwd[f"{name} compiled"] = (lambda g=g: g(x, 0.5))
     with torch.no_grad():
@@ -305,6 +339,8 @@ def main() -> None:
     for k, v in tf.items():
         say(f"  {k:<16} {spread(v)}")
     med = {k: statistics.median(v) for k, v in tf.items()}
+    if BF16:  # against diffusers' faster variant
+        med["diffusers"] = min(med["diffusers"], med["diffusers bf16 weights"])
     say(f"  ours / diffusers = {med['ours'] / med['diffusers']:.2f}   (ours before / diffusers = "
         f"{med['ours before'] / med['diffusers']:.2f}; speed-up from the fast path {med['ours before'] / med['ours']:.2f}x)")
     say(f"  ours: {flops_ours / med['ours'] / 1e9:.0f} GFLOP/s = {flops_ours / med['ours'] / 1e9 / peak32 * 100:.0f}% of the float32 peak; "
@@ -322,8 +358,10 @@ def main() -> None:
         "ours": lambda: euler_loop(f_fast, noise, args.steps),
         "ours before": lambda: euler_loop(f_ref, noise, args.steps),
         "diffusers": lambda: euler_loop(f_wan, noise, args.steps),
-        "ours, kinema sample()": lambda: fast_path(True) or sample(ours, noise, states[:1], mask[:1], uncond_states=states[1:],
-                                                uncond_mask=mask[1:], guidance=5.0, steps=args.steps),
+        **({"diffusers bf16 weights": lambda: euler_loop(f_wan16, noise, args.steps)} if BF16 else {}),
+        "ours, kinema sample()": lambda: fast_path(True) or _sample_in(autocast(), sample, ours, noise, states[:1], mask[:1],
+                                                                      uncond_states=states[1:], uncond_mask=mask[1:],
+                                                                      guidance=5.0, steps=args.steps),
     }
     for name, (g, _) in compiled.items():
         loops[f"{name} compiled"] = (lambda g=g: euler_loop(g, noise, args.steps))
@@ -333,6 +371,8 @@ def main() -> None:
     for k, v in tl.items():
         say(f"  {k:<22} {spread(v)}")
     lm = {k: statistics.median(v) for k, v in tl.items()}
+    if BF16:
+        lm["diffusers"] = min(lm["diffusers"], lm["diffusers bf16 weights"])
     ratio = lm["ours"] / lm["diffusers"]
     frac = flops_ours * args.steps / lm["ours"] / 1e9 / peak32
     say(f"  ours / diffusers = {ratio:.2f}   (ours before / diffusers = {lm['ours before'] / lm['diffusers']:.2f}; "
@@ -341,11 +381,16 @@ def main() -> None:
         f"{flops_ours * args.steps / lm['ours'] / 1e9:.0f} GFLOP/s = {frac * 100:.0f}% of the measured float32 peak "
         f"({peak32:.0f} GFLOP/s); before: {flops_ours * args.steps / lm['ours before'] / 1e9 / peak32 * 100:.0f}%; "
         f"diffusers: {counted_wan * args.steps / lm['diffusers'] / 1e9 / peak32 * 100:.0f}%")
+    if BF16:
+        peak16 = peaks["bfloat16"]["peak"]
+        say(f"  (bf16: {flops_ours * args.steps / lm['ours'] / 1e9 / peak16 * 100:.0f}% of the measured bfloat16 peak, "
+            f"{peak16:.0f} GFLOP/s; diffusers {counted_wan * args.steps / lm['diffusers'] / 1e9 / peak16 * 100:.0f}%)")
 
     say()
     say(f"peak memory of the {args.steps}-step loop (fresh subprocess per model; resident-set growth above the set "
         "just before the loop, VmHWM reset via /proc/self/clear_refs)")
-    for which, label in (("ours", "ours"), ("ours-before", "ours before"), ("theirs", "diffusers")):
+    for which, label in (("ours", "ours"), ("ours-before", "ours before"), ("theirs", "diffusers"),
+                         *((("theirs-bf16", "diffusers bf16 weights"),) if BF16 else ())):
         if which == "ours-before":
             os.environ["KINEMA_DIT_FAST"] = "0"
         m = run_memory(which, args.steps, threads)
@@ -372,7 +417,8 @@ def main() -> None:
     say()
     say("targets")
     say(f"  our sampling loop / diffusers' <= 0.80: {ratio:.2f}  {'MET' if ratio <= 0.8 else 'NOT MET'}")
-    say(f"  fraction of measured float32 peak >= 40%: {frac * 100:.0f}%  {'MET' if frac >= 0.4 else 'NOT MET'}")
+    say(f"  fraction of measured float32 peak >= 40%: {frac * 100:.0f}%  {'MET' if frac >= 0.4 else 'NOT MET'}"
+        + ("  (bf16 matmuls)" if BF16 else ""))
     for line in rtf_lines:
         say(f"  {line}")
     say(f"load average at the end: {load_average()}; wall time of this benchmark {time.perf_counter() - t_start:.0f} s")

@@ -243,3 +243,16 @@ def test_onednn_probe_under_autocast():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert dit._onednn_available()
     assert dit._ONEDNN_OK is True
+
+
+def test_bf16_per_head_attention_agrees_with_fused(monkeypatch):
+    """bf16 self-attention goes through the fused kernel by default (SDPA_MIN_TOKENS_BF16 = 0);
+    the per-head matmuls, above the threshold, give the same answer to bf16 rounding."""
+    model = tiny()
+    x, ts, s, m = inputs(2, 3, 4, 6)
+    ref = run(model, x, ts, s, m, fast=False)
+    fused = run_bf16(model, x, ts, s, m, fast=True)
+    monkeypatch.setattr(dit, "SDPA_MIN_TOKENS_BF16", 10**9)
+    per_head = run_bf16(model, x, ts, s, m, fast=True)
+    assert rel_err(per_head, ref) < 0.02 and rel_err(fused, ref) < 0.02
+    assert 0 < rel_err(per_head, fused) < 0.02

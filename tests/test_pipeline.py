@@ -237,13 +237,18 @@ def test_bf16_denoising_stays_close_to_fp32(pipe, monkeypatch):
 
     monkeypatch.setattr("kinema.pipeline.sample", spy)
     monkeypatch.setitem(pipe.config, "decode_precision", "fp32")
-    videos = {}
+    videos, batched = {}, {}
     for precision in ("fp32", "bf16"):
         monkeypatch.setitem(pipe.config, "denoise_precision", precision)
         videos[precision] = np.asarray(gen(pipe, seed=3).frames, dtype=np.float32)
-    assert dtypes == [torch.float32, torch.bfloat16]
-    diff = np.abs(videos["fp32"] - videos["bf16"])
-    assert 0 < diff.mean() < 2.0  # in 0-255 levels: rounding, not another picture
+        # kinema eval's batched path too
+        batched[precision] = np.asarray(pipe.generate_batch([PROMPT], seeds=[3], num_frames=5)[0].frames,
+                                        dtype=np.float32)
+    assert dtypes == [torch.float32, torch.float32, torch.bfloat16, torch.bfloat16]
+    for v in (videos, batched):
+        diff = np.abs(v["fp32"] - v["bf16"])
+        assert 0 < diff.mean() < 2.0  # in 0-255 levels: rounding, not another picture
+    assert np.abs(batched["bf16"] - videos["bf16"]).mean() < 2.0
 
 
 def test_missing_files_raise(saved, tmp_path, loaded):
@@ -400,7 +405,10 @@ def test_shift_reaches_the_sampler_and_the_metadata(pipe, monkeypatch):
     assert not np.array_equal(auto.frames, shifted.frames)  # same seed, another schedule
     batch = pipe.generate_batch([PROMPT], seeds=[0], num_frames=5, shift=6.0)
     assert used[-1] == 6.0 and batch[0].metadata["shift"] == 6.0
-    assert pipe.resolve_sampling(shift=6.0) == {"steps": 2, "guidance": 5.0, "sampler": "euler", "shift": 6.0}
+    from kinema.pipeline import cpu_has_amx
+
+    assert pipe.resolve_sampling(shift=6.0) == {"steps": 2, "guidance": 5.0, "sampler": "euler", "shift": 6.0,
+                                                "precision": "bf16" if cpu_has_amx() else "fp32"}
     assert pipe.resolve_sampling()["shift"] is None
 
 

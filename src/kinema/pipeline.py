@@ -287,8 +287,7 @@ class _Engine:
                 self.progress(self.done, self.total)
 
         t0 = time.perf_counter()
-        low = denoise_dtype(pipe.config["denoise_precision"], noise.device) == torch.bfloat16
-        with torch.autocast(noise.device.type, dtype=torch.bfloat16, enabled=low):
+        with pipe.denoise_precision_context():
             z = sample(
                 pipe.transformer, noise, run.states, run.mask, uncond_states=run.ustates, uncond_mask=run.umask,
                 guidance=run.guidance, steps=run.steps, shift=pipe._shift(n, run.lat_h, run.lat_w, run.shift),
@@ -536,9 +535,22 @@ class Pipeline:
     def resolve_sampling(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
                          shift: float | None = None) -> dict[str, Any]:
         """The steps, guidance, sampler and shift a request with these values would use (None:
-        the model's default; a shift of None means the token-count rule)."""
+        the model's default; a shift of None means the token-count rule), and the transformer's
+        matmul precision on this pipeline's device ("fp32" or "bf16")."""
         _, _, steps, guidance, sampler, shift = self._sampling_settings(None, steps, guidance, sampler, shift)
-        return {"steps": steps, "guidance": guidance, "sampler": sampler, "shift": shift}
+        low = self.denoise_dtype() == torch.bfloat16
+        return {"steps": steps, "guidance": guidance, "sampler": sampler, "shift": shift,
+                "precision": "bf16" if low else "fp32"}
+
+    def denoise_dtype(self) -> torch.dtype:
+        """The transformer's matmul dtype while denoising on this pipeline's device."""
+        return denoise_dtype(self.config["denoise_precision"], torch.device(self.device))
+
+    def denoise_precision_context(self):
+        """Autocast to bf16 around the sampler where `denoise_precision` asks for it (every
+        generation path goes through this), a no-op context otherwise."""
+        device = torch.device(self.device)
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.denoise_dtype() == torch.bfloat16)
 
     def _sampling_settings(self, size, steps, guidance, sampler,
                            shift) -> tuple[int, int, int, float, str, float | None]:
@@ -692,9 +704,11 @@ class Pipeline:
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         noise = torch.cat([torch.randn(shape, generator=g) for g in generators])
         states, mask = self.encode_text(prompts + [negative])
-        z = sample(self.transformer, noise.to(self.device), states[:-1], mask[:-1], uncond_states=states[-1:],
-                   uncond_mask=mask[-1:], guidance=guidance, steps=steps, shift=self._shift(n, run.lat_h, run.lat_w, shift),
-                   sampler=sampler, generators=generators)
+        with self.denoise_precision_context():
+            z = sample(self.transformer, noise.to(self.device), states[:-1], mask[:-1], uncond_states=states[-1:],
+                       uncond_mask=mask[-1:], guidance=guidance, steps=steps,
+                       shift=self._shift(n, run.lat_h, run.lat_w, shift), sampler=sampler,
+                       generators=generators).float()
         engine = _Engine(run, None, 0)
         videos = []
         for i, prompt in enumerate(prompts):

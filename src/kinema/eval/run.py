@@ -168,7 +168,9 @@ def _settings_text(meta: dict) -> str:
     report knows them (`settings`, resolved by the pipeline), else what was asked or 'default'."""
     used = meta.get("settings") or {}
     parts = []
-    for key in ("steps", "guidance", "sampler", "shift"):
+    for key in ("steps", "guidance", "sampler", "shift", "precision"):
+        if key == "precision" and key not in used:
+            continue  # runs from before the setting existed: float32
         if key in used:
             value = used[key] if used[key] is not None else "by token count"
         else:
