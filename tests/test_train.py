@@ -560,3 +560,15 @@ def test_object_weights_are_checked_against_max_objects():
         resolve("dit", "smoke", overrides={"data": {"object_weights": [0, 1, 0]}})  # smoke: max_objects 2
     with _pytest.raises(KinemaError, match="data.object_weights"):
         resolve("dit", "tiny", overrides={"data": {"object_weights": [0, -1, 0]}})
+
+
+def test_relation_captions_option_is_checked():
+    from kinema.errors import KinemaError
+    from kinema.train.config import resolve
+
+    assert resolve("dit", "tiny", overrides={"data": {"relation_captions": False}}).data.relation_captions is False
+    assert resolve("dit", "tiny").data.relation_captions is True
+    with pytest.raises(KinemaError, match="data.relation_captions"):
+        resolve("dit", "tiny", overrides={"data": {"relation_captions": "no"}})
+    with pytest.raises(KinemaError, match="data.relation_captions"):
+        resolve("dit", "tiny", overrides={"data": {"relation_captions": False, "source": "/tmp/clips"}})

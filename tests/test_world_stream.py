@@ -81,3 +81,16 @@ def test_object_weights_choose_how_many_objects_a_scene_has():
     default = _take(WorldStream(seed=6, buckets=[(48, 32, 1)]), 12)
     same_mix = _take(WorldStream(seed=6, buckets=[(48, 32, 1)], count_weights=[0.45, 0.35, 0.20]), 12)
     assert [it["spec"] for it in default] == [it["spec"] for it in same_mix]  # the default mix, draw for draw
+
+
+def test_relation_captions_can_be_left_out():
+    """relation_captions=False describes each of two objects by itself; the scenes are the same."""
+    relation_words = ("left of", "right of", "above", "below")
+    on = _take(WorldStream(seed=6, buckets=[(64, 64, 1)], count_weights=[0, 1, 0]), 40)
+    off = _take(WorldStream(seed=6, buckets=[(64, 64, 1)], count_weights=[0, 1, 0], relation_captions=False), 40)
+    assert [it["spec"] for it in on] == [it["spec"] for it in off]
+    assert sum(any(w in it["caption"] for w in relation_words) for it in on) >= 10
+    assert not any(any(w in it["caption"] for w in relation_words) for it in off)
+    for it in off:  # both objects are still named
+        for obj in it["spec"]["objects"]:
+            assert obj["color"] in it["caption"] and obj["shape"] in it["caption"]

@@ -31,7 +31,8 @@ class WorldStream(IterableDataset):
     def __init__(self, split: str = "train", seed: int = 0, buckets: Sequence[tuple[int, ...]] = ((128, 128, 25),),
                  fps: float = 12.0, batch_size: int = 1, rank: int = 0, world_size: int = 1, max_objects: int = 3,
                  start_index: int = 0, interleave_workers: bool = False, uint8: bool = False,
-                 count_weights: Sequence[float] | None = None, size_weights: Sequence[float] | None = None):
+                 count_weights: Sequence[float] | None = None, size_weights: Sequence[float] | None = None,
+                 relation_captions: bool = True):
         super().__init__()
         self.split, self.seed, self.buckets, self.fps = split, seed, [tuple(b) for b in buckets], fps
         self.batch_size, self.rank, self.world_size, self.max_objects = batch_size, rank, world_size, max_objects
@@ -40,6 +41,7 @@ class WorldStream(IterableDataset):
         self.uint8 = uint8  # yield uint8 [3, T, H, W] frames instead of float (cheaper between processes)
         self.count_weights = list(count_weights) if count_weights else None  # None: the world's default mix
         self.size_weights = list(size_weights) if size_weights else None  # None: small and large evenly
+        self.relation_captions = relation_captions  # False: two objects are described each by itself
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -71,7 +73,7 @@ class WorldStream(IterableDataset):
                                max_objects=self.max_objects, count_weights=self.count_weights,
                                size_weights=self.size_weights)
             videos[i] = render(spec).transpose(3, 0, 1, 2)
-            captions.append(caption(spec, rng))
+            captions.append(caption(spec, rng, with_relation=self.relation_captions))
             specs.append(spec.to_dict())
         video = torch.from_numpy(videos)
         if not self.uint8:

@@ -42,6 +42,7 @@ class DataConfig:
     max_objects: int = 3
     object_weights: list = field(default_factory=list)  # world: weight of 1..max_objects objects; [] = 45/35/20 %
     size_weights: list = field(default_factory=list)    # world: weight of small, large objects; [] = even
+    relation_captions: bool = True     # world: caption two objects by their spatial relation where it is clear
     num_workers: int = 0               # DataLoader workers per process
     cache_clips: int = 32              # decoded folder clips kept in memory per worker
     latent_cache: bool = False         # dit: encode batches once to safetensors shards, then train from them
@@ -300,6 +301,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 check(getattr(cfg.data, name))
             except SpecError as exc:
                 raise KinemaError(f"data.{name}: {exc}") from None
+    need(isinstance(cfg.data.relation_captions, bool), "data.relation_captions: must be true or false")
+    need(cfg.data.relation_captions or cfg.data.source == "world",
+         "data.relation_captions: only the world's captions can leave out relations; a folder's are its own")
     need(cfg.data.latent_cache_batches >= 1, "data.latent_cache_batches: must be at least 1")
     need(cfg.latent_stats_batches >= 1, "latent_stats_batches: must be at least 1")
     need(cfg.kl_weight >= 0, "kl_weight: must be >= 0")

@@ -267,7 +267,8 @@ class Trainer:
             return WorldStream(split="train", seed=seed, buckets=buckets, fps=d.fps, batch_size=cfg.optim.batch_size,
                                rank=self.info.rank, world_size=self.info.world_size, max_objects=d.max_objects,
                                start_index=start, interleave_workers=True, uint8=True,
-                               count_weights=d.object_weights, size_weights=d.size_weights)
+                               count_weights=d.object_weights, size_weights=d.size_weights,
+                               relation_captions=d.relation_captions)
         from ..data.folder import FolderStream
 
         return FolderStream(d.source, buckets, batch_size=cfg.optim.batch_size, fps=d.fps, seed=seed,
@@ -295,6 +296,8 @@ class Trainer:
         for name in ("object_weights", "size_weights"):
             if getattr(cfg.data, name):
                 key[name] = list(getattr(cfg.data, name))
+        if not cfg.data.relation_captions:
+            key["relation_captions"] = False
         if cfg.grounding_loss_weight > 0:  # the grounding loss reads the scene specs kept with the latents
             key["specs"] = True
         differs = lc.difference(root, key) if self.info.is_main else None

@@ -1,0 +1,214 @@
+"""Does a model follow the motion word, axis by axis?
+
+Two readings, side by side per axis (left/right, up/down):
+
+- From `kinema eval` runs (positional arguments: run folders or samples files): the single-object
+  prompts' asked motion against the motion the analyzer read on the object of the asked colour:
+  as asked, reversed (e.g. "right" for "left"), another motion (still, the other axis) or none.
+- From models (`--model NAME=PATH`): N single-object scenes of the world's train split, each
+  written with all four motion words and generated with the same seed, so a scene's four videos
+  differ only by the word. Besides as asked / reversed it prints where the object starts (the mean
+  first-seen x for left and right, y for up and down; the world starts a "moves left" object right
+  of where a "moves right" one starts), and the word's effect: the mean absolute pixel difference
+  between the two opposite words' videos of one seed, next to that between two seeds of one prompt
+  (how much the noise alone changes a video). A model that ignores a pair of words answers as often
+  reversed as asked, starts both words' objects at the same place, and its opposite-word videos
+  differ far less than its two-seed ones.
+
+    python benchmarks/motion_words.py benchmarks/results/kinema-tiny/samples.jsonl.gz
+    python benchmarks/motion_words.py --model v9=shipped --model ft=runs/ft/final --guidance ft=5 \\
+        [--n 32] [--size 128x128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from relation_placement import share  # noqa: E402  (a sibling script)
+from relation_stills import parse_pairs  # noqa: E402
+
+AXES = {"left/right": ("left", "right"), "up/down": ("up", "down")}
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+OUTCOMES = ("asked", "reversed", "other", "none")
+DIRECTIONS = ("left", "right", "up", "down")
+
+
+def outcome(asked: str, read: str | None) -> str:
+    """'asked', 'reversed', 'other' (still, the other axis) or 'none' (no object of the colour)."""
+    if read is None:
+        return "none"
+    return "asked" if read == asked else "reversed" if read == OPPOSITE[asked] else "other"
+
+
+def read_motion(detected: list[dict], color: str) -> tuple[str | None, list[float] | None]:
+    """The motion and first-seen (x, y) of the longest-seen object of `color`, or (None, None)."""
+    mine = [d for d in detected if d["color"] == color]
+    if not mine:
+        return None, None
+    best = max(mine, key=lambda d: d.get("frames_seen", 0))
+    first = best.get("first_xy")  # eval samples keep it; the analyzer gives the whole track
+    if first is None and best.get("track"):
+        first = next((p for p in best["track"] if p is not None), None)
+    return best["motion"], first
+
+
+def tally_samples(records: list[dict]) -> dict[str, Counter]:
+    """Per axis, the outcomes of an eval run's single-object prompts that ask for a motion."""
+    out = {axis: Counter() for axis in AXES}
+    for r in records:
+        if r["category"] != "single":
+            continue
+        obj = r["spec"]["objects"][0]
+        if obj["motion"] not in OPPOSITE:
+            continue
+        axis = next(a for a, words in AXES.items() if obj["motion"] in words)
+        read, _ = read_motion(r["detected"], obj["color"])
+        out[axis][outcome(obj["motion"], read)] += 1
+    return out
+
+
+def axis_line(axis: str, c: Counter) -> str:
+    n = sum(c.values())
+    asked, rev = c["asked"], c["reversed"]
+    return (f"  {axis:<10} {n} videos: " + ", ".join(f"{o} {share(c[o], n)}" for o in OUTCOMES)
+            + f"; asked of asked or reversed {share(asked, asked + rev)}")
+
+
+def scenes(n: int, seed: int, width: int, height: int) -> list:
+    """N one-object scenes of the train split whose object is in the train split with every one of
+    the four motion words (so no word makes a held-out combination)."""
+    from kinema.world.sample import sample_spec
+
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        spec = sample_spec(rng, split="train", width=width, height=height, num_objects=1)
+        obj = spec.objects[0]
+        if any(_with_motion(obj, m).is_heldout() for m in DIRECTIONS):
+            continue
+        out.append(spec)
+    return out
+
+
+def _with_motion(obj, motion: str):
+    from dataclasses import replace
+
+    return replace(obj, motion=motion)
+
+
+def prompt(spec, motion: str) -> str:
+    from dataclasses import replace
+
+    from kinema.world.captions import canonical_caption
+
+    return canonical_caption(replace(spec, objects=[_with_motion(spec.objects[0], motion)]))
+
+
+def probe_model(pipe, specs: list, guidance: float | None, other_seed: int = 1000) -> list[str]:
+    """Generate every scene with each motion word (seed i for scene i), and one more video of the
+    "left" and "up" prompts with another seed; return the printed lines."""
+    from kinema.world.analyze import analyze_video
+
+    words = {m: [prompt(s, m) for s in specs] for m in DIRECTIONS}
+    size = f"{specs[0].width}x{specs[0].height}"
+    seeds = list(range(len(specs)))
+    frames, reads = {}, {}
+    for m in DIRECTIONS:
+        videos = pipe.generate_batch(words[m], seeds=seeds, guidance=guidance, size=size)
+        frames[m] = [np.asarray(v.frames, dtype=np.float32) for v in videos]
+        reads[m] = [read_motion(analyze_video(v)["objects"], s.objects[0].color) for v, s in zip(videos, specs)]
+    lines = []
+    for axis, (a, b) in AXES.items():
+        c = Counter(outcome(m, r[0]) for m in (a, b) for r in reads[m])
+        lines.append(axis_line(axis, c))
+        k = 0 if axis == "left/right" else 1
+        starts = {m: [r[1][k] for r in reads[m] if r[1] is not None] for m in (a, b)}
+        world = {m: float(np.mean([_with_motion_start(s, m)[k] for s in specs])) for m in (a, b)}
+        coord = "x" if k == 0 else "y"
+        lines.append(f"             start {coord}: " + ", ".join(
+            f"'{m}' {np.mean(starts[m]):.3f} (the world's scenes {world[m]:.3f})" for m in (a, b) if starts[m]))
+        other = pipe.generate_batch(words[a], seeds=[s + other_seed for s in seeds], guidance=guidance, size=size)
+        word_effect = float(np.mean([np.abs(x - y).mean() for x, y in zip(frames[a], frames[b])]))
+        noise_effect = float(np.mean([np.abs(x - np.asarray(v.frames, dtype=np.float32)).mean()
+                                      for x, v in zip(frames[a], other)]))
+        lines.append(f"             '{a}' vs '{b}', same seed: {word_effect:.2f} levels apart on average; "
+                     f"'{a}' with two seeds: {noise_effect:.2f} (ratio {word_effect / max(noise_effect, 1e-9):.2f})")
+    return lines
+
+
+def _with_motion_start(spec, motion: str) -> tuple[float, float]:
+    """Where the world itself would start this scene's object with `motion` (placed again with
+    the scene's seed), in fractions of the frame."""
+    from dataclasses import replace
+
+    from kinema.world.sample import place_objects
+
+    moved = replace(spec, objects=[_with_motion(spec.objects[0], motion)])
+    rng = np.random.default_rng([spec.seed, DIRECTIONS.index(motion)])
+    for _ in range(100):
+        if place_objects(moved, rng):
+            return moved.objects[0].start
+    raise RuntimeError(f"the world could not place {moved.objects[0]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="*", help="kinema eval run folders or samples files")
+    ap.add_argument("--model", nargs="+", action="extend", default=[], metavar="NAME=PATH",
+                    help="pipeline folders to probe (PATH 'shipped' for the shipped model)")
+    ap.add_argument("--guidance", nargs="+", action="extend", default=[], metavar="NAME=G",
+                    help="guidance scale for a model (default: the model's own)")
+    ap.add_argument("--n", type=int, default=32, help="scenes per model (default 32; 4 words each)")
+    ap.add_argument("--seed", type=int, default=0, help="which scenes (default 0)")
+    ap.add_argument("--size", default="128x128")
+    args = ap.parse_args()
+    if not args.runs and not args.model:
+        sys.exit("motion_words: give eval runs, --model NAME=PATH, or both")
+    try:
+        models = parse_pairs(args.model, "--model")
+        guidance = parse_pairs(args.guidance, "--guidance", float)
+    except ValueError as exc:
+        sys.exit(f"motion_words: {exc}")
+    if set(guidance) - set(models):
+        sys.exit(f"motion_words: --guidance names {', '.join(sorted(set(guidance) - set(models)))}, which no --model has")
+    if args.n < 1:
+        sys.exit("motion_words: --n must be at least 1")
+
+    from kinema.errors import KinemaError
+    from kinema.eval.compare import read_samples
+    from kinema.pipeline import Pipeline, parse_size
+
+    for run in args.runs:
+        try:
+            records = read_samples(run)
+        except (KinemaError, OSError) as exc:
+            sys.exit(f"motion_words: {run}: {exc}")
+        print(f"{run}: single-object prompts, motion read on the object of the asked colour")
+        for axis, c in tally_samples(records).items():
+            print(axis_line(axis, c))
+    if not models:
+        return
+    try:
+        width, height = parse_size(args.size)
+    except KinemaError as exc:
+        sys.exit(f"motion_words: --size: {exc}")
+    specs = scenes(args.n, args.seed, width, height)
+    for name, path in models.items():
+        try:
+            pipe = Pipeline.from_pretrained(None if path == "shipped" else path)
+        except KinemaError as exc:
+            sys.exit(f"motion_words: model {name}: {exc}")
+        g = guidance.get(name)
+        print(f"{name} ({path}, guidance {g if g is not None else 'default'}), {len(specs)} scenes x 4 words "
+              f"at {width}x{height}, seeds 0-{len(specs) - 1}", flush=True)
+        print("\n".join(probe_model(pipe, specs, g)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

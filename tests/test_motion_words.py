@@ -1,0 +1,72 @@
+"""benchmarks/motion_words.py: its outcomes, scenes, prompts and the lines it prints."""
+
+import numpy as np
+from conftest import load_script
+
+from kinema.world.spec import SceneSpec
+
+
+def _module():
+    return load_script("benchmarks/motion_words.py")
+
+
+def _record(motion: str, color: str, detected: list[dict]) -> dict:
+    return {"category": "single", "split": "seen", "detected": detected,
+            "spec": {"objects": [{"shape": "star", "color": color, "size": "large", "motion": motion}]}}
+
+
+def test_outcomes_per_axis_from_eval_samples():
+    mod = _module()
+    seen = lambda c, m, n=24: {"color": c, "motion": m, "frames_seen": n}  # noqa: E731
+    records = [
+        _record("left", "red", [seen("red", "left")]),
+        _record("left", "red", [seen("red", "still", 3), seen("red", "right")]),  # the longest-seen one counts
+        _record("right", "red", [seen("blue", "right")]),  # no object of the asked colour
+        _record("up", "red", [seen("red", "left")]),  # the other axis
+        _record("still", "red", [seen("red", "still")]),  # asks for no motion: not counted
+        {"category": "count", "split": "seen", "detected": [], "spec": {"objects": []}},
+    ]
+    tally = mod.tally_samples(records)
+    assert dict(tally["left/right"]) == {"asked": 1, "reversed": 1, "none": 1}
+    assert dict(tally["up/down"]) == {"other": 1}
+    line = mod.axis_line("left/right", tally["left/right"])
+    assert "3 videos" in line and "asked of asked or reversed 1 (50.0%" in line
+
+
+def test_scenes_keep_every_motion_word_in_the_train_split():
+    mod = _module()
+    specs = mod.scenes(12, seed=3, width=64, height=64)
+    assert specs == mod.scenes(12, seed=3, width=64, height=64)
+    assert len(specs) == 12 and all(len(s.objects) == 1 for s in specs)
+    for s in specs:
+        for m in mod.DIRECTIONS:
+            assert not mod._with_motion(s.objects[0], m).is_heldout()
+        prompts = [mod.prompt(s, m) for m in mod.DIRECTIONS]
+        for m, p in zip(mod.DIRECTIONS, prompts):
+            assert m in p.split() and s.objects[0].color in p and s.objects[0].shape in p
+        assert len({p.replace(m, "WORD") for m, p in zip(mod.DIRECTIONS, prompts)}) == 1  # only the word differs
+
+
+def test_the_worlds_start_follows_the_word():
+    mod = _module()
+    specs = mod.scenes(30, seed=1, width=64, height=64)
+    starts = {m: np.array([mod._with_motion_start(s, m) for s in specs]) for m in mod.DIRECTIONS}
+    assert starts["left"][:, 0].mean() > starts["right"][:, 0].mean() + 0.2  # "moves left" starts right
+    assert starts["up"][:, 1].mean() > starts["down"][:, 1].mean() + 0.2  # "moves up" starts low
+
+
+def test_probe_prints_both_axes_for_a_model():
+    from kinema.models.dit import DiTConfig
+    from kinema.models.text import TextEncoder
+    from kinema.models.vae import VAEConfig
+    from kinema.pipeline import Pipeline
+
+    mod = _module()
+    pipe = Pipeline.from_configs(VAEConfig(base_channels=8), DiTConfig(hidden_size=32, depth=2, num_heads=2),
+                                 text_encoder=TextEncoder.from_pretrained(), seed=0, steps=2, fps=8.0, seconds=1.0)
+    specs = mod.scenes(2, seed=0, width=64, height=64)
+    assert all(isinstance(s, SceneSpec) for s in specs)
+    lines = mod.probe_model(pipe, specs, guidance=None)
+    text = "\n".join(lines)
+    assert text.count("videos:") == 2 and "left/right 4 videos" in text and "up/down    4 videos" in text
+    assert "'left' vs 'right', same seed:" in text and "'up' vs 'down', same seed:" in text
