@@ -15,9 +15,16 @@ Two readings, side by side per axis (left/right, up/down):
   reversed as asked, starts both words' objects at the same place, and its opposite-word videos
   differ far less than its two-seed ones.
 
+- From the text encoder alone (`--text-probe N`): N single-object world captions with a motion
+  (train split, random phrasings), the encoder's states averaged over the caption; per axis, the
+  distance between the two words' mean states, and a linear probe's accuracy on held-out captions
+  at a strong and a weak L2 penalty (how salient, and how separable, the two words are to a
+  transformer that reads these states).
+
     python benchmarks/motion_words.py benchmarks/results/kinema-tiny/samples.jsonl.gz
     python benchmarks/motion_words.py --model v9=shipped --model ft=runs/ft/final --guidance ft=5 \\
         [--n 32] [--size 128x128]
+    python benchmarks/motion_words.py --text-probe 3000
 """
 
 from __future__ import annotations
@@ -142,6 +149,63 @@ def probe_model(pipe, specs: list, guidance: float | None, other_seed: int = 100
     return lines
 
 
+def text_separation(n: int, seed: int = 0, text_encoder=None) -> list[str]:
+    """Per axis: how far apart, and how linearly separable, the caption-averaged text states of
+    its two motion words are (70% of the captions fit, 30% scored)."""
+    from kinema.models.text import TextEncoder
+    from kinema.world.captions import caption
+    from kinema.world.sample import sample_spec
+
+    te = text_encoder or TextEncoder.from_pretrained()
+    rng = np.random.default_rng(seed)
+    captions, motions = [], []
+    while len(captions) < n:
+        spec = sample_spec(rng, split="train", width=128, height=128, num_objects=1)
+        if spec.objects[0].motion in OPPOSITE:
+            captions.append(caption(spec, rng))
+            motions.append(spec.objects[0].motion)
+    pooled = []
+    for i in range(0, n, 256):
+        states, mask = te.encode(captions[i:i + 256])
+        m = mask.float()[..., None]
+        pooled.append(((states * m).sum(1) / m.sum(1)).numpy())
+    x, motions = np.concatenate(pooled), np.array(motions)
+    lines = []
+    for axis, (a, b) in AXES.items():
+        pick = np.isin(motions, (a, b))
+        xa, ya = x[pick], (motions[pick] == a).astype(int)
+        fit = np.arange(len(ya)) < int(0.7 * len(ya))
+        acc = {c: _logistic_accuracy(xa[fit], ya[fit], xa[~fit], ya[~fit], c) for c in (0.01, 1.0)}
+        gap = float(np.linalg.norm(xa[ya == 1].mean(0) - xa[ya == 0].mean(0)))
+        lines.append(f"  {axis:<10} {len(ya)} captions: mean states {gap:.3f} apart (per-dimension spread "
+                     f"{float(xa.std(0).mean()):.3f}); linear probe on held-out captions {100 * acc[0.01]:.1f}% "
+                     f"(C 0.01), {100 * acc[1.0]:.1f}% (C 1)")
+    return lines
+
+
+def _logistic_accuracy(x_fit, y_fit, x_test, y_test, c: float) -> float:
+    """Accuracy on (x_test, y_test) of a logistic regression fitted with an L2 penalty of
+    1 / (2c) per weight (c as in the usual C), by L-BFGS."""
+    import torch
+
+    xf, yf = torch.tensor(x_fit, dtype=torch.float64), torch.tensor(y_fit, dtype=torch.float64)
+    w = torch.zeros(xf.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xf @ w + b, yf, reduction="sum")
+        loss = loss + (w @ w) / (2 * c)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        pred = (torch.tensor(x_test, dtype=torch.float64) @ w + b) > 0
+    return float((pred.numpy() == (y_test == 1)).mean())
+
+
 def _with_motion_start(spec, motion: str) -> tuple[float, float]:
     """Where the world itself would start this scene's object with `motion` (placed again with
     the scene's seed), in fractions of the frame."""
@@ -167,9 +231,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32, help="scenes per model (default 32; 4 words each)")
     ap.add_argument("--seed", type=int, default=0, help="which scenes (default 0)")
     ap.add_argument("--size", default="128x128")
+    ap.add_argument("--text-probe", type=int, default=0, metavar="N",
+                    help="also probe the text encoder alone on N captions (e.g. 3000)")
     args = ap.parse_args()
-    if not args.runs and not args.model:
-        sys.exit("motion_words: give eval runs, --model NAME=PATH, or both")
+    if not args.runs and not args.model and not args.text_probe:
+        sys.exit("motion_words: give eval runs, --model NAME=PATH or --text-probe N")
+    if args.text_probe and args.text_probe < 20:
+        sys.exit("motion_words: --text-probe needs at least 20 captions")
     try:
         models = parse_pairs(args.model, "--model")
         guidance = parse_pairs(args.guidance, "--guidance", float)
@@ -192,6 +260,9 @@ def main() -> None:
         print(f"{run}: single-object prompts, motion read on the object of the asked colour")
         for axis, c in tally_samples(records).items():
             print(axis_line(axis, c))
+    if args.text_probe:
+        print(f"text encoder alone: {args.text_probe} single-object captions with a motion, states averaged")
+        print("\n".join(text_separation(args.text_probe, args.seed)), flush=True)
     if not models:
         return
     try:

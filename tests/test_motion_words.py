@@ -70,3 +70,10 @@ def test_probe_prints_both_axes_for_a_model():
     text = "\n".join(lines)
     assert text.count("videos:") == 2 and "left/right 4 videos" in text and "up/down    4 videos" in text
     assert "'left' vs 'right', same seed:" in text and "'up' vs 'down', same seed:" in text
+
+
+def test_text_probe_reports_both_axes():
+    lines = _module().text_separation(120, seed=2)
+    assert len(lines) == 2 and lines[0].lstrip().startswith("left/right") and lines[1].lstrip().startswith("up/down")
+    for line in lines:
+        assert "apart" in line and "(C 0.01)" in line and "(C 1)" in line

@@ -538,11 +538,11 @@ class Pipeline:
         the model's default; a shift of None means the token-count rule), and the transformer's
         matmul precision on this pipeline's device ("fp32" or "bf16")."""
         _, _, steps, guidance, sampler, shift = self._sampling_settings(None, steps, guidance, sampler, shift)
-        low = self.denoise_dtype() == torch.bfloat16
+        low = self._denoise_dtype() == torch.bfloat16
         return {"steps": steps, "guidance": guidance, "sampler": sampler, "shift": shift,
                 "precision": "bf16" if low else "fp32"}
 
-    def denoise_dtype(self) -> torch.dtype:
+    def _denoise_dtype(self) -> torch.dtype:
         """The transformer's matmul dtype while denoising on this pipeline's device."""
         return denoise_dtype(self.config["denoise_precision"], torch.device(self.device))
 
@@ -550,7 +550,7 @@ class Pipeline:
         """Autocast to bf16 around the sampler where `denoise_precision` asks for it (every
         generation path goes through this), a no-op context otherwise."""
         device = torch.device(self.device)
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.denoise_dtype() == torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self._denoise_dtype() == torch.bfloat16)
 
     def _sampling_settings(self, size, steps, guidance, sampler,
                            shift) -> tuple[int, int, int, float, str, float | None]:
