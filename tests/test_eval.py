@@ -116,3 +116,16 @@ def test_report_header_names_the_settings_the_pipeline_resolved(tmp_path):
                       progress=False, size_kwargs={"num_frames": 5})
     assert report["meta"]["settings"] == {"steps": 7, "guidance": 1.0, "sampler": "multistep", "shift": 6.0}
     assert "steps 7, guidance 1.0, sampler multistep, shift 6.0" in (tmp_path / "asked" / "report.md").read_text()
+
+
+def test_report_header_names_the_denoising_precision(tmp_path):
+    items = benchmark_items(1, num_frames=5)
+
+    class Resolving(Oracle):
+        def resolve_sampling(self, steps=None, guidance=None, sampler=None, shift=None):
+            return {"steps": 20, "guidance": 1.0, "sampler": "multistep", "shift": 6.0, "precision": "bf16"}
+
+    report = run_eval(Resolving(items), tmp_path / "bf16", n=1, seeds=(0,), workers=1, progress=False,
+                      size_kwargs={"num_frames": 5})
+    assert report["meta"]["settings"]["precision"] == "bf16"
+    assert "shift 6.0, precision bf16" in (tmp_path / "bf16" / "report.md").read_text()
