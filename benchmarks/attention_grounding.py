@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from relation_stills import parse_pairs, relation_items  # noqa: E402  (a sibling script)
+from relation_stills import load_model, parse_pairs, relation_items  # noqa: E402  (a sibling script)
 
 ASKED_SIGN = {"left of": ("x", -1), "right of": ("x", 1), "above": ("y", -1), "below": ("y", 1)}
 
@@ -122,7 +122,7 @@ def main() -> None:
         sys.exit(f"attention_grounding: {exc}")
 
     from kinema.errors import KinemaError
-    from kinema.pipeline import Pipeline, parse_size
+    from kinema.pipeline import parse_size
 
     try:
         width, height = parse_size(args.size)
@@ -130,10 +130,7 @@ def main() -> None:
         sys.exit(f"attention_grounding: --size: {exc}")
     items = relation_items(0, args.n, width, height)
     for name, path in models.items():
-        try:
-            pipe = Pipeline.from_pretrained(None if path == "shipped" else path)
-        except KinemaError as exc:
-            sys.exit(f"attention_grounding: model {name}: {exc}")
+        pipe = load_model("attention_grounding", name, path)
         print(f"{name} ({path}), {args.size}, {len(items)} prompts x {args.seeds} noises")
         print("\n".join(report_lines(measure(pipe, items, args.t, args.seeds))), flush=True)
 

@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from relation_placement import share  # noqa: E402  (a sibling script)
-from relation_stills import parse_pairs  # noqa: E402
+from relation_stills import load_model, models_and_guidance  # noqa: E402
 
 AXES = {"left/right": ("left", "right"), "up/down": ("up", "down")}
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -238,19 +238,13 @@ def main() -> None:
         sys.exit("motion_words: give eval runs, --model NAME=PATH or --text-probe N")
     if args.text_probe and args.text_probe < 20:
         sys.exit("motion_words: --text-probe needs at least 20 captions")
-    try:
-        models = parse_pairs(args.model, "--model")
-        guidance = parse_pairs(args.guidance, "--guidance", float)
-    except ValueError as exc:
-        sys.exit(f"motion_words: {exc}")
-    if set(guidance) - set(models):
-        sys.exit(f"motion_words: --guidance names {', '.join(sorted(set(guidance) - set(models)))}, which no --model has")
+    models, guidance = models_and_guidance("motion_words", args.model, args.guidance)
     if args.n < 1:
         sys.exit("motion_words: --n must be at least 1")
 
     from kinema.errors import KinemaError
     from kinema.eval.compare import read_samples
-    from kinema.pipeline import Pipeline, parse_size
+    from kinema.pipeline import parse_size
 
     for run in args.runs:
         try:
@@ -271,10 +265,7 @@ def main() -> None:
         sys.exit(f"motion_words: --size: {exc}")
     specs = scenes(args.n, args.seed, width, height)
     for name, path in models.items():
-        try:
-            pipe = Pipeline.from_pretrained(None if path == "shipped" else path)
-        except KinemaError as exc:
-            sys.exit(f"motion_words: model {name}: {exc}")
+        pipe = load_model("motion_words", name, path)
         g = guidance.get(name)
         print(f"{name} ({path}, guidance {g if g is not None else 'default'}), {len(specs)} scenes x 4 words "
               f"at {width}x{height}, seeds 0-{len(specs) - 1}", flush=True)

@@ -44,6 +44,32 @@ def parse_pairs(words: list[str], what: str, convert=str) -> dict:
     return pairs
 
 
+def models_and_guidance(tool: str, model_words: list[str], guidance_words: list[str]) -> tuple[dict, dict]:
+    """--model NAME=PATH and --guidance NAME=G words as dicts; exits with a line naming `tool` for a
+    malformed pair or a guidance for no model."""
+    try:
+        models = parse_pairs(model_words, "--model")
+        guidance = parse_pairs(guidance_words, "--guidance", float)
+    except ValueError as exc:
+        sys.exit(f"{tool}: {exc}")
+    unknown = sorted(set(guidance) - set(models))
+    if unknown:
+        sys.exit(f"{tool}: --guidance names {', '.join(unknown)}, which no --model has")
+    return models, guidance
+
+
+def load_model(tool: str, name: str, path: str):
+    """The pipeline at PATH ('shipped': the shipped model); exits with a line naming `tool` and the
+    model when it cannot be loaded."""
+    from kinema.errors import KinemaError
+    from kinema.pipeline import Pipeline
+
+    try:
+        return Pipeline.from_pretrained(None if path == "shipped" else path)
+    except KinemaError as exc:
+        sys.exit(f"{tool}: model {name}: {exc}")
+
+
 def relation_items(start: int, n: int, width: int = 128, height: int = 128) -> list:
     """The benchmark's relation prompts START..START+N−1, both splits, the same words and objects
     as `kinema eval`'s videos (at 128x128; another size draws its own), cut to their first frame
@@ -90,21 +116,14 @@ def main() -> None:
     ap.add_argument("--size", default="128x128", help="WIDTHxHEIGHT of the stills (default 128x128)")
     ap.add_argument("-o", "--output", required=True, help="folder for each model's report and samples")
     args = ap.parse_args()
-    try:
-        models = parse_pairs(args.model, "--model")
-        guidance = parse_pairs(args.guidance, "--guidance", float)
-    except ValueError as exc:
-        sys.exit(f"relation_stills: {exc}")
-    unknown = sorted(set(guidance) - set(models))
-    if unknown:
-        sys.exit(f"relation_stills: --guidance names {', '.join(unknown)}, which no --model has")
+    models, guidance = models_and_guidance("relation_stills", args.model, args.guidance)
     if args.start < 0 or args.n < 1 or args.seeds < 1:
         sys.exit("relation_stills: --start must be at least 0, --n and --seeds at least 1")
 
     from kinema.errors import KinemaError
     from kinema.eval.compare import read_samples
     from kinema.eval.run import run_eval
-    from kinema.pipeline import Pipeline, parse_size
+    from kinema.pipeline import parse_size
 
     try:
         width, height = parse_size(args.size)
@@ -114,10 +133,7 @@ def main() -> None:
     items = relation_items(args.start, args.n, width, height)
     out = Path(args.output)
     for name, path in models.items():
-        try:
-            pipe = Pipeline.from_pretrained(None if path == "shipped" else path)
-        except KinemaError as exc:
-            sys.exit(f"relation_stills: model {name}: {exc}")
+        pipe = load_model("relation_stills", name, path)
         g = guidance.get(name)
         print(f"{name}: {path}, guidance {g if g is not None else 'the model default'}, "
               f"{len(items) * args.seeds} stills", file=sys.stderr)
