@@ -253,8 +253,7 @@ class _Engine:
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         t0 = time.perf_counter()
-        dtype = decode_dtype(self.pipe.config["decode_precision"], z.device)
-        with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        with bf16_autocast(z.device, decode_dtype(self.pipe.config["decode_precision"], z.device)):
             x = self.pipe.vae.decode(z, chunk_size=self.pipe.config.get("decode_chunk_size"))[0].float()
         self.timings["decode"] += time.perf_counter() - t0
         return x.clamp(-1.0, 1.0)
@@ -549,8 +548,7 @@ class Pipeline:
     def denoise_precision_context(self):
         """Autocast to bf16 around the sampler where `denoise_precision` asks for it (every
         generation path goes through this), a no-op context otherwise."""
-        device = torch.device(self.device)
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self._denoise_dtype() == torch.bfloat16)
+        return bf16_autocast(torch.device(self.device), self._denoise_dtype())
 
     def _sampling_settings(self, size, steps, guidance, sampler,
                            shift) -> tuple[int, int, int, float, str, float | None]:
@@ -1082,18 +1080,28 @@ def _load_component(root: Path, comp: str, config_cls, model_cls):
     return model
 
 
-def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The decoder's compute dtype for a `decode_precision` setting: "fp32", "bf16", or "auto"
-    (bf16 on a CPU whose oneDNN has native bf16, e.g. AVX512-BF16 or AMX; fp32 elsewhere)."""
+def _precision_dtype(setting: str, precision: str, auto_bf16: Callable[[], bool]) -> torch.dtype:
+    """A precision setting ("fp32", "bf16" or "auto") as a dtype; "auto" is bf16 where `auto_bf16()`
+    says so. A KinemaError naming `setting` for any other value."""
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":
         return torch.bfloat16
     if precision != "auto":
-        raise KinemaError(f"decode_precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
-    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+        raise KinemaError(f"{setting} must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+    return torch.bfloat16 if auto_bf16() else torch.float32
+
+
+def bf16_autocast(device: torch.device, dtype: torch.dtype):
+    """Autocast to bf16 on `device` when `dtype` is bf16, a no-op context otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+
+
+def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The decoder's compute dtype for a `decode_precision` setting: "fp32", "bf16", or "auto"
+    (bf16 on a CPU whose oneDNN has native bf16, e.g. AVX512-BF16 or AMX; fp32 elsewhere)."""
+    return _precision_dtype("decode_precision", precision, lambda: device.type == "cpu"
+                            and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def denoise_dtype(precision: str, device: torch.device) -> torch.dtype:
@@ -1101,15 +1109,7 @@ def denoise_dtype(precision: str, device: torch.device) -> torch.dtype:
     "bf16" (autocast), or "auto": bf16 on a CPU with AMX, where its matmuls run several times
     faster than fp32 (benchmarks/generate.py: denoising 1.9x faster end to end), fp32 elsewhere
     (on AVX512-BF16 without AMX, bf16 autocast measured no faster than our fp32 path)."""
-    if precision == "fp32":
-        return torch.float32
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision != "auto":
-        raise KinemaError(f"denoise_precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
-    if device.type == "cpu" and cpu_has_amx():
-        return torch.bfloat16
-    return torch.float32
+    return _precision_dtype("denoise_precision", precision, lambda: device.type == "cpu" and cpu_has_amx())
 
 
 def cpu_has_amx() -> bool:
