@@ -25,6 +25,11 @@ Two readings, side by side per axis (left/right, up/down):
     python benchmarks/motion_words.py --model v9=shipped --model ft=runs/ft/final --guidance ft=5 \\
         [--n 32] [--size 128x128]
     python benchmarks/motion_words.py --text-probe 3000
+    python benchmarks/motion_words.py --model sw=runs/sw/final --swapped sw --size 64x64
+
+`--swapped NAME`: model NAME was trained on latents with height and width swapped
+(`benchmarks/axis_swap_train.py`); it is run as swap(f(swap(x))), so its videos come out the right
+way round and its "left/right" line reads a motion it made along its own height axis.
 """
 
 from __future__ import annotations
@@ -85,6 +90,18 @@ def axis_line(axis: str, c: Counter) -> str:
     asked, rev = c["asked"], c["reversed"]
     return (f"  {axis:<10} {n} videos: " + ", ".join(f"{o} {share(c[o], n)}" for o in OUTCOMES)
             + f"; asked of asked or reversed {share(asked, asked + rev)}")
+
+
+def run_swapped(pipe) -> None:
+    """Make `pipe`'s transformer, trained on h/w-swapped latents, answer in normal latents:
+    f'(x) = swap(f(swap(x))), x [B, C, t, h, w]."""
+    dit = pipe.transformer
+    forward = dit.forward
+
+    def swapped_forward(x, *args, **kwargs):
+        return forward(x.transpose(-1, -2), *args, **kwargs).transpose(-1, -2)
+
+    dit.forward = swapped_forward
 
 
 def scenes(n: int, seed: int, width: int, height: int) -> list:
@@ -228,6 +245,8 @@ def main() -> None:
                     help="pipeline folders to probe (PATH 'shipped' for the shipped model)")
     ap.add_argument("--guidance", nargs="+", action="extend", default=[], metavar="NAME=G",
                     help="guidance scale for a model (default: the model's own)")
+    ap.add_argument("--swapped", nargs="+", action="extend", default=[], metavar="NAME",
+                    help="models trained on h/w-swapped latents (benchmarks/axis_swap_train.py)")
     ap.add_argument("--n", type=int, default=32, help="scenes per model (default 32; 4 words each)")
     ap.add_argument("--seed", type=int, default=0, help="which scenes (default 0)")
     ap.add_argument("--size", default="128x128")
@@ -241,6 +260,9 @@ def main() -> None:
     models, guidance = models_and_guidance("motion_words", args.model, args.guidance)
     if args.n < 1:
         sys.exit("motion_words: --n must be at least 1")
+    unknown = sorted(set(args.swapped) - set(models))
+    if unknown:
+        sys.exit(f"motion_words: --swapped names {', '.join(unknown)}, which no --model has")
 
     from kinema.errors import KinemaError
     from kinema.eval.compare import read_samples
@@ -266,8 +288,12 @@ def main() -> None:
     specs = scenes(args.n, args.seed, width, height)
     for name, path in models.items():
         pipe = load_model("motion_words", name, path)
+        swapped = name in args.swapped
+        if swapped:
+            run_swapped(pipe)
         g = guidance.get(name)
-        print(f"{name} ({path}, guidance {g if g is not None else 'default'}), {len(specs)} scenes x 4 words "
+        print(f"{name} ({path}{', h/w swapped' if swapped else ''}, guidance {g if g is not None else 'default'}), "
+              f"{len(specs)} scenes x 4 words "
               f"at {width}x{height}, seeds 0-{len(specs) - 1}", flush=True)
         print("\n".join(probe_model(pipe, specs, g)), flush=True)
 
