@@ -19,12 +19,20 @@ Two readings, side by side per axis (left/right, up/down):
   (train split, random phrasings), the encoder's states averaged over the caption; per axis, the
   distance between the two words' mean states, and a linear probe's accuracy on held-out captions
   at a strong and a weak L2 penalty (how salient, and how separable, the two words are to a
-  transformer that reads these states).
+  transformer that reads these states); and at the word itself (the token where two captions
+  that differ only by the word differ first), the distance between the two words' mean states
+  over their spread within each word, which is what the transformer's cross-attention reads;
+  and how many of each word's uses in N captions of any scene are relation phrases ("left of").
+- `--paths` (with `--model`): which of the transformer's two ways of reading the text carries the
+  word: every scene generated with its token states saying one word and its pooled summary (the
+  mean state, which modulates every block) saying the opposite, counted as following the tokens,
+  the summary, or neither.
 
     python benchmarks/motion_words.py benchmarks/results/kinema-tiny/samples.jsonl.gz
     python benchmarks/motion_words.py --model v9=shipped --model ft=runs/ft/final --guidance ft=5 \\
         [--n 32] [--size 128x128]
     python benchmarks/motion_words.py --text-probe 3000
+    python benchmarks/motion_words.py --model v9=shipped --paths --n 24
     python benchmarks/motion_words.py --model sw=runs/sw/final --swapped sw --size 64x64
 
 `--swapped NAME`: model NAME was trained on latents with height and width swapped
@@ -166,6 +174,49 @@ def probe_model(pipe, specs: list, guidance: float | None, other_seed: int = 100
     return lines
 
 
+def probe_paths(pipe, specs: list, guidance: float | None) -> list[str]:
+    """Generate every scene (seed i for scene i) with its token states saying one motion word and
+    its pooled text summary saying the opposite one; per word, how many videos follow which."""
+    import torch
+
+    from kinema.world.analyze import analyze_video
+
+    def summary(text: str):
+        states, mask = pipe.text_encoder.encode([text])
+        m = mask.float()[..., None]
+        return ((states * m).sum(1) / m.sum(1))[0]
+
+    replacements: list = []
+
+    def swap_summary(module, args):
+        (pooled,) = args
+        pooled = pooled.clone()
+        for i in range(pooled.shape[0]):
+            for said, wanted in replacements:
+                if torch.allclose(pooled[i].float(), said, atol=1e-5):
+                    pooled[i] = wanted.to(pooled.dtype)
+                    break
+        return (pooled,)
+
+    size = f"{specs[0].width}x{specs[0].height}"
+    seeds = list(range(len(specs)))
+    hook = pipe.transformer.text_pool.register_forward_pre_hook(swap_summary)
+    lines = []
+    try:
+        for a in DIRECTIONS:
+            b = OPPOSITE[a]
+            texts = [prompt(s, a) for s in specs]
+            replacements[:] = [(summary(t), summary(prompt(s, b))) for t, s in zip(texts, specs)]
+            videos = pipe.generate_batch(texts, seeds=seeds, guidance=guidance, size=size)
+            reads = [read_motion(analyze_video(v)["objects"], s.objects[0].color)[0] for v, s in zip(videos, specs)]
+            c = Counter("tokens" if r == a else "summary" if r == b else "neither" for r in reads)
+            lines.append(f"  tokens '{a}', summary '{b}': {len(reads)} videos move as the tokens say in {c['tokens']}, "
+                         f"as the summary says in {c['summary']}, neither in {c['neither']}")
+    finally:
+        hook.remove()
+    return lines
+
+
 def text_separation(n: int, seed: int = 0, text_encoder=None) -> list[str]:
     """Per axis: how far apart, and how linearly separable, the caption-averaged text states of
     its two motion words are (70% of the captions fit, 30% scored)."""
@@ -197,7 +248,55 @@ def text_separation(n: int, seed: int = 0, text_encoder=None) -> list[str]:
         lines.append(f"  {axis:<10} {len(ya)} captions: mean states {gap:.3f} apart (per-dimension spread "
                      f"{float(xa.std(0).mean()):.3f}); linear probe on held-out captions {100 * acc[0.01]:.1f}% "
                      f"(C 0.01), {100 * acc[1.0]:.1f}% (C 1)")
+    specs = scenes(max(8, min(n // 4, 200)), seed, 128, 128)
+    for axis, (a, b) in AXES.items():
+        between, within = word_token_separation(te, specs, a, b)
+        lines.append(f"  {axis:<10} at the word, {len(specs)} scenes: the two words' mean states {between:.2f} apart, "
+                     f"{within:.2f} spread within a word (ratio {between / max(within, 1e-9):.2f})")
     return lines
+
+
+def word_uses(n: int, seed: int = 0) -> list[str]:
+    """Per motion word, how often it occurs in N train-split captions of the world (any object
+    count, relation phrases included) and how many of those uses are relation phrases
+    ("left of", "right of"), not motions."""
+    import re
+
+    from kinema.world.captions import caption
+    from kinema.world.sample import sample_spec
+
+    rng = np.random.default_rng([seed, 17])
+    uses, relation_uses = Counter(), Counter()
+    for _ in range(n):
+        spec = sample_spec(rng, split="train", width=128, height=128)
+        text = caption(spec, rng).lower()
+        for word in DIRECTIONS:
+            uses[word] += len(re.findall(rf"\b{word}\b", text))
+            relation_uses[word] += len(re.findall(rf"\b{word} of\b", text))
+    return [f"  '{w}' {uses[w]} uses in {n} captions, {relation_uses[w]} of them relation phrases "
+            f"({100 * relation_uses[w] / max(uses[w], 1):.1f}%)" for w in DIRECTIONS]
+
+
+def word_token_separation(te, specs: list, a: str, b: str) -> tuple[float, float]:
+    """(distance between the mean states of words a and b, the mean distance of a word's state
+    from its own mean), at the word's token (the first whose id differs) in each scene's
+    canonical prompt."""
+    import torch
+
+    texts_a, texts_b = [prompt(s, a) for s in specs], [prompt(s, b) for s in specs]
+    states_a, _ = te.encode(texts_a)
+    states_b, _ = te.encode(texts_b)
+    ids_a, ids_b = (torch.as_tensor(te.tokenizer(t, padding="max_length", truncation=True,
+                                                 max_length=te.max_length)["input_ids"]) for t in (texts_a, texts_b))
+    at_a, at_b = [], []
+    for i in range(len(specs)):
+        k = int((ids_a[i] != ids_b[i]).nonzero()[0, 0])
+        at_a.append(states_a[i, k].numpy())
+        at_b.append(states_b[i, k].numpy())
+    xa, xb = np.stack(at_a), np.stack(at_b)
+    between = float(np.linalg.norm(xa.mean(0) - xb.mean(0)))
+    within = float((np.linalg.norm(xa - xa.mean(0), axis=1).mean() + np.linalg.norm(xb - xb.mean(0), axis=1).mean()) / 2)
+    return between, within
 
 
 def _logistic_accuracy(x_fit, y_fit, x_test, y_test, c: float) -> float:
@@ -247,6 +346,8 @@ def main() -> None:
                     help="guidance scale for a model (default: the model's own)")
     ap.add_argument("--swapped", nargs="+", action="extend", default=[], metavar="NAME",
                     help="models trained on h/w-swapped latents (benchmarks/axis_swap_train.py)")
+    ap.add_argument("--paths", action="store_true",
+                    help="also probe which way of reading the text (tokens or pooled summary) carries the word")
     ap.add_argument("--n", type=int, default=32, help="scenes per model (default 32; 4 words each)")
     ap.add_argument("--seed", type=int, default=0, help="which scenes (default 0)")
     ap.add_argument("--size", default="128x128")
@@ -255,6 +356,8 @@ def main() -> None:
     args = ap.parse_args()
     if not args.runs and not args.model and not args.text_probe:
         sys.exit("motion_words: give eval runs, --model NAME=PATH or --text-probe N")
+    if args.paths and not args.model:
+        sys.exit("motion_words: --paths probes models: give --model NAME=PATH")
     if args.text_probe and args.text_probe < 20:
         sys.exit("motion_words: --text-probe needs at least 20 captions")
     models, guidance = models_and_guidance("motion_words", args.model, args.guidance)
@@ -279,6 +382,8 @@ def main() -> None:
     if args.text_probe:
         print(f"text encoder alone: {args.text_probe} single-object captions with a motion, states averaged")
         print("\n".join(text_separation(args.text_probe, args.seed)), flush=True)
+        print(f"the words in {args.text_probe} train captions of any scene")
+        print("\n".join(word_uses(args.text_probe, args.seed)), flush=True)
     if not models:
         return
     try:
@@ -296,6 +401,9 @@ def main() -> None:
               f"{len(specs)} scenes x 4 words "
               f"at {width}x{height}, seeds 0-{len(specs) - 1}", flush=True)
         print("\n".join(probe_model(pipe, specs, g)), flush=True)
+        if args.paths:
+            print(f"{name}: token states against the pooled summary", flush=True)
+            print("\n".join(probe_paths(pipe, specs, g)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """benchmarks/motion_words.py: its outcomes, scenes, prompts and the lines it prints."""
 
 import numpy as np
+import torch
 from conftest import load_script
 
 from kinema.world.spec import SceneSpec
@@ -74,6 +75,60 @@ def test_probe_prints_both_axes_for_a_model():
 
 def test_text_probe_reports_both_axes():
     lines = _module().text_separation(120, seed=2)
-    assert len(lines) == 2 and lines[0].lstrip().startswith("left/right") and lines[1].lstrip().startswith("up/down")
-    for line in lines:
+    assert len(lines) == 4
+    assert [line.split()[0] for line in lines] == ["left/right", "up/down"] * 2
+    for line in lines[:2]:
         assert "apart" in line and "(C 0.01)" in line and "(C 1)" in line
+    for line in lines[2:]:
+        assert "at the word, 30 scenes" in line and "spread within a word (ratio" in line
+
+
+def test_text_probe_reads_the_word_token():
+    from kinema.models.text import TextEncoder
+
+    mod = _module()
+    te = TextEncoder.from_pretrained()
+    specs = mod.scenes(6, seed=1, width=128, height=128)
+    between, within = mod.word_token_separation(te, specs, "left", "right")
+    assert between > within > 0  # the encoder's states at "left" and "right" differ more than across scenes
+    same, spread = mod.word_token_separation(te, specs[:3] + specs[:3], "up", "down")
+    assert same > 0 and spread > 0
+
+
+def test_paths_probe_swaps_only_the_pooled_summary():
+    from kinema.models.dit import DiTConfig
+    from kinema.models.text import TextEncoder
+    from kinema.models.vae import VAEConfig
+    from kinema.pipeline import Pipeline
+
+    mod = _module()
+    pipe = Pipeline.from_configs(VAEConfig(base_channels=8), DiTConfig(hidden_size=32, depth=2, num_heads=2),
+                                 text_encoder=TextEncoder.from_pretrained(), seed=0, steps=2, fps=8.0, seconds=1.0)
+    seen = []
+    pipe.transformer.text_pool.register_forward_hook(lambda m, args, out: seen.append(args[0].clone()))
+    specs = mod.scenes(2, seed=0, width=64, height=64)
+    lines = mod.probe_paths(pipe, specs, guidance=None)
+    assert len(lines) == 4 and lines[0].startswith("  tokens 'left', summary 'right': 2 videos")
+
+    def summary(text):
+        states, mask = pipe.text_encoder.encode([text])
+        return states[0][mask[0]].mean(0)
+
+    # the first generation asked for "left" in its tokens: its summaries were those of "right"
+    first = seen[0]
+    for i, spec in enumerate(specs):
+        assert torch.allclose(first[i], summary(mod.prompt(spec, "right")), atol=1e-5)
+        assert not torch.allclose(first[i], summary(mod.prompt(spec, "left")), atol=1e-3)
+    # the hook is gone afterwards: a plain generation sees its own summaries
+    seen.clear()
+    pipe.generate_batch([mod.prompt(specs[0], "left")], seeds=[0], size="64x64")
+    assert torch.allclose(seen[0][0], summary(mod.prompt(specs[0], "left")), atol=1e-5)
+
+
+def test_word_uses_count_relation_phrases_apart():
+    lines = _module().word_uses(300, seed=4)
+    assert [line.split()[0] for line in lines] == ["'left'", "'right'", "'up'", "'down'"]
+    counts = {line.split()[0].strip("'"): (int(line.split()[1]), int(line.split()[6])) for line in lines}
+    assert all(total > 0 for total, _ in counts.values())
+    assert counts["left"][1] > 0 and counts["right"][1] > 0  # "left of" / "right of" occur
+    assert counts["up"][1] == 0 and counts["down"][1] == 0  # vertical relations use other words
