@@ -36,8 +36,10 @@ Two readings, side by side per axis (left/right, up/down):
     python benchmarks/motion_words.py --model sw=runs/sw/final --swapped sw --size 64x64
 
 `--swapped NAME`: model NAME was trained on latents with height and width swapped
-(`benchmarks/axis_swap_train.py`); it is run as swap(f(swap(x))), so its videos come out the right
-way round and its "left/right" line reads a motion it made along its own height axis.
+(`benchmarks/probe_train.py --swap-hw`); it is run as swap(f(swap(x))), so its videos come out the
+right way round and its "left/right" line reads a motion it made along its own height axis.
+`--rename-word OLD=NEW`: the prompts say NEW for OLD (for a model trained with
+`probe_train.py --rename-word`); the lines still name the motion by its world word.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from relation_placement import share  # noqa: E402  (a sibling script)
 from relation_stills import load_model, models_and_guidance  # noqa: E402
+from probe_train import parse_renames, rename_words  # noqa: E402
+
+RENAMES: dict[str, str] = {}  # --rename-word: prompt words to write differently
 
 AXES = {"left/right": ("left", "right"), "up/down": ("up", "down")}
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -139,7 +144,7 @@ def prompt(spec, motion: str) -> str:
 
     from kinema.world.captions import canonical_caption
 
-    return canonical_caption(replace(spec, objects=[_with_motion(spec.objects[0], motion)]))
+    return rename_words(canonical_caption(replace(spec, objects=[_with_motion(spec.objects[0], motion)])), RENAMES)
 
 
 def probe_model(pipe, specs: list, guidance: float | None, other_seed: int = 1000) -> list[str]:
@@ -345,7 +350,9 @@ def main() -> None:
     ap.add_argument("--guidance", nargs="+", action="extend", default=[], metavar="NAME=G",
                     help="guidance scale for a model (default: the model's own)")
     ap.add_argument("--swapped", nargs="+", action="extend", default=[], metavar="NAME",
-                    help="models trained on h/w-swapped latents (benchmarks/axis_swap_train.py)")
+                    help="models trained on h/w-swapped latents (benchmarks/probe_train.py --swap-hw)")
+    ap.add_argument("--rename-word", action="append", default=[], metavar="OLD=NEW",
+                    help="prompts say NEW for the word OLD (benchmarks/probe_train.py --rename-word)")
     ap.add_argument("--paths", action="store_true",
                     help="also probe which way of reading the text (tokens or pooled summary) carries the word")
     ap.add_argument("--n", type=int, default=32, help="scenes per model (default 32; 4 words each)")
@@ -363,6 +370,10 @@ def main() -> None:
     models, guidance = models_and_guidance("motion_words", args.model, args.guidance)
     if args.n < 1:
         sys.exit("motion_words: --n must be at least 1")
+    try:
+        RENAMES.update(parse_renames(args.rename_word))
+    except ValueError as exc:
+        sys.exit(f"motion_words: {exc}")
     unknown = sorted(set(args.swapped) - set(models))
     if unknown:
         sys.exit(f"motion_words: --swapped names {', '.join(unknown)}, which no --model has")
