@@ -7,7 +7,8 @@
 # Settings (environment): BUDGET (seconds in all), B (clips a step), BATCHES (latent cache
 # batches), T_DISTILL (seconds), WORKERS (loader processes), TE_TAR (a tar.xz of the compact text
 # encoder from scripts/world_text_encoder.py, unpacked to /tmp/te; default .gpu/te.tar.xz when
-# present, else the packaged MiniLM), INIT (default: the shipped model), PRESET, BUCKETS (JSON),
+# present, else the packaged MiniLM), INIT (default: the shipped model; none: from scratch), PRESET,
+# BUCKETS (JSON), RELATION_CAPTIONS (0: never caption two objects by their relation),
 # FRAME_POSITION (1: add the transformer's frame-position layer), CROSS_POSITION (1: add the frame
 # position to every block's cross-attention queries), TEXT_REFINER (self-attention layers over the
 # text tokens; 0 = none), GROUNDING (grounding loss weight; 0 = off), PY.
@@ -40,10 +41,10 @@ if [ "${SHM_GB:-0}" -lt 40 ] && [ "$B" -gt 128 ]; then B=128; BATCHES=$((BATCHES
 configs() {  # $1 teacher seconds, $2 distil seconds
   $PY scripts/gpu_round_configs.py "$CFG" --batch "$B" --cache-batches "$BATCHES" --teacher-s "$1" \
     --distill-s "$2" --init "$INIT" --workers "$WORKERS" --teacher-out "$RUNS/teacher" \
-    --cache-dir "$RUNS/lcache_b$B" ${TE:+--text-encoder "$TE"} ${BUCKETS:+--buckets "$BUCKETS"} \
+    --cache-dir "$RUNS/lcache_b$B$( [ "${RELATION_CAPTIONS:-1}" = 0 ] && echo _norel )" ${TE:+--text-encoder "$TE"} ${BUCKETS:+--buckets "$BUCKETS"} \
     $( [ "${FRAME_POSITION:-0}" = 1 ] && echo --frame-position ) \
     $( [ "${CROSS_POSITION:-0}" = 1 ] && echo --cross-position ) --grounding "${GROUNDING:-0}" \
-    --text-refiner "${TEXT_REFINER:-0}"
+    --text-refiner "${TEXT_REFINER:-0}" $( [ "${RELATION_CAPTIONS:-1}" = 0 ] && echo --no-relation-captions )
 }
 train() {  # $1 teacher|distill
   echo "== $1: batch $B, cache $BATCHES batches, at $(el) s"

@@ -26,12 +26,14 @@ def round_configs(batch: int, cache_batches: int, teacher_s: float, distill_s: f
                   text_encoder: str | None, workers: int, cache_dir: str, teacher_out: str,
                   buckets: list | None = None, seed: int = 3, frame_position: bool = False,
                   cross_position: bool = False, grounding: float = 0.0,
-                  text_refiner: int = 0) -> tuple[dict, dict]:
+                  text_refiner: int = 0, relation_captions: bool = True) -> tuple[dict, dict]:
     if buckets is None:
         buckets = [[128, 128, 25]] * 3 + [[224, 128, 25], [128, 224, 25], [176, 96, 25], [96, 176, 25],
                                           [128, 128, 1, 2 * batch]]
     data = {"num_workers": workers, "latent_cache": True, "latent_cache_batches": cache_batches,
             "latent_cache_dir": cache_dir, "buckets": buckets}
+    if not relation_captions:
+        data["relation_captions"] = False
     common = {"steps": 1_000_000, "precision": "bf16", "checkpoint_every": 100_000, "object_loss_weight": 1.0,
               "seed": seed, "data": data}
     if text_encoder:
@@ -57,7 +59,8 @@ def main() -> None:
     ap.add_argument("--cache-batches", type=int, default=400)
     ap.add_argument("--teacher-s", type=float, required=True)
     ap.add_argument("--distill-s", type=float, required=True)
-    ap.add_argument("--init", default="src/kinema/weights/kinema-tiny")
+    ap.add_argument("--init", default="src/kinema/weights/kinema-tiny",
+                    help="weights the teacher starts from; 'none': from scratch")
     ap.add_argument("--text-encoder", default=None)
     ap.add_argument("--workers", type=int, default=14)
     ap.add_argument("--cache-dir", default=None, help="default: /tmp/lcache_b<batch>")
@@ -68,12 +71,16 @@ def main() -> None:
                     help="add the frame position to every block's cross-attention queries")
     ap.add_argument("--grounding", type=float, default=0.0, help="grounding loss weight (default 0: off)")
     ap.add_argument("--text-refiner", type=int, default=0, help="self-attention layers over the text tokens")
+    ap.add_argument("--no-relation-captions", action="store_true",
+                    help="caption two objects each by itself, never by their relation (\"left of\")")
     args = ap.parse_args()
     teacher, distill = round_configs(
-        args.batch, args.cache_batches, args.teacher_s, args.distill_s, args.init, args.text_encoder,
+        args.batch, args.cache_batches, args.teacher_s, args.distill_s,
+        "" if args.init == "none" else args.init, args.text_encoder,
         args.workers, args.cache_dir or f"/tmp/lcache_b{args.batch}", args.teacher_out,
         json.loads(args.buckets) if args.buckets else None, frame_position=args.frame_position,
-        cross_position=args.cross_position, grounding=args.grounding, text_refiner=args.text_refiner)
+        cross_position=args.cross_position, grounding=args.grounding, text_refiner=args.text_refiner,
+        relation_captions=not args.no_relation_captions)
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "teacher.json").write_text(json.dumps(teacher, indent=1) + "\n")

@@ -68,3 +68,23 @@ def test_cross_position_text_refiner_and_grounding_go_to_both_runs_and_only_when
         assert resolved.model == {**resolved.model, "frame_position": True, "cross_position": True,
                                   "text_refiner": 2}
         assert resolved.grounding_loss_weight == 0.5
+
+
+def test_relation_captions_off_and_a_teacher_from_scratch(tmp_path):
+    import subprocess
+    import sys
+
+    from kinema.train.config import resolve
+
+    out = tmp_path / "cfg"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_round_configs.py"), str(out), "--teacher-s", "30",
+                    "--distill-s", "10", "--init", "none", "--no-relation-captions"], check=True)
+    teacher = resolve("dit", "tiny", str(out / "teacher.json"))
+    distill = resolve("dit", "tiny", str(out / "distill.json"))
+    assert teacher.init == "" and distill.init == "/tmp/runs/teacher/final"
+    assert teacher.data.relation_captions is False and distill.data.relation_captions is False
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_round_configs.py"), str(out), "--teacher-s", "30",
+                    "--distill-s", "10"], check=True)
+    teacher = resolve("dit", "tiny", str(out / "teacher.json"))
+    assert teacher.init == "src/kinema/weights/kinema-tiny" and teacher.data.relation_captions is True
+    assert "relation_captions" not in json.loads((out / "teacher.json").read_text())["data"]
