@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from relation_stills import load_model, parse_pairs, relation_items  # noqa: E402  (a sibling script)
+from relation_stills import load_model, parse_pairs, relation_items, size_or_exit  # noqa: E402  (a sibling script)
 
 ASKED_SIGN = {"left of": ("x", -1), "right of": ("x", 1), "above": ("y", -1), "below": ("y", 1)}
 
@@ -121,13 +121,7 @@ def main() -> None:
     except ValueError as exc:
         sys.exit(f"attention_grounding: {exc}")
 
-    from kinema.errors import KinemaError
-    from kinema.pipeline import parse_size
-
-    try:
-        width, height = parse_size(args.size)
-    except KinemaError as exc:
-        sys.exit(f"attention_grounding: --size: {exc}")
+    width, height = size_or_exit("attention_grounding", args.size)
     items = relation_items(0, args.n, width, height)
     for name, path in models.items():
         pipe = load_model("attention_grounding", name, path)

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probe_train import parse_renames, rename_words  # noqa: E402
+from probe_train import rename_words, renames_or_exit  # noqa: E402
 from relation_placement import share  # noqa: E402
-from relation_stills import load_model, models_and_guidance  # noqa: E402
+from relation_stills import load_model, models_and_guidance, size_or_exit  # noqa: E402
 
 
 def scenes(n: int, color: str, seed: int, width: int, height: int) -> list:
@@ -78,18 +78,9 @@ def main() -> None:
     models, guidance = models_and_guidance("color_words", args.model, args.guidance)
     if args.n < 1:
         sys.exit("color_words: --n must be at least 1")
-    try:
-        renames = parse_renames(args.rename_word)
-    except ValueError as exc:
-        sys.exit(f"color_words: {exc}")
+    renames = renames_or_exit("color_words", args.rename_word)
 
-    from kinema.errors import KinemaError
-    from kinema.pipeline import parse_size
-
-    try:
-        width, height = parse_size(args.size)
-    except KinemaError as exc:
-        sys.exit(f"color_words: --size: {exc}")
+    width, height = size_or_exit("color_words", args.size)
     specs = scenes(args.n, args.color, args.seed, width, height)
     said = rename_words(args.color, renames)
     for name, path in models.items():

@@ -53,8 +53,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from relation_placement import share  # noqa: E402  (a sibling script)
-from relation_stills import load_model, models_and_guidance  # noqa: E402
-from probe_train import parse_renames, rename_words  # noqa: E402
+from relation_stills import load_model, models_and_guidance, size_or_exit  # noqa: E402
+from probe_train import rename_words, renames_or_exit, swap_hw  # noqa: E402
 
 RENAMES: dict[str, str] = {}  # --rename-word: prompt words to write differently
 
@@ -112,7 +112,7 @@ def run_swapped(pipe) -> None:
     forward = dit.forward
 
     def swapped_forward(x, *args, **kwargs):
-        return forward(x.transpose(-1, -2), *args, **kwargs).transpose(-1, -2)
+        return swap_hw(forward(swap_hw(x), *args, **kwargs))
 
     dit.forward = swapped_forward
 
@@ -179,6 +179,14 @@ def probe_model(pipe, specs: list, guidance: float | None, other_seed: int = 100
     return lines
 
 
+def mean_states(te, texts: list[str]):
+    """The text encoder's states of each text averaged over its tokens (padding left out), [N, dim]:
+    what the transformer's pooled summary reads."""
+    states, mask = te.encode(texts)
+    m = mask.float()[..., None]
+    return (states * m).sum(1) / m.sum(1)
+
+
 def probe_paths(pipe, specs: list, guidance: float | None) -> list[str]:
     """Generate every scene (seed i for scene i) with its token states saying one motion word and
     its pooled text summary saying the opposite one; per word, how many videos follow which."""
@@ -187,9 +195,7 @@ def probe_paths(pipe, specs: list, guidance: float | None) -> list[str]:
     from kinema.world.analyze import analyze_video
 
     def summary(text: str):
-        states, mask = pipe.text_encoder.encode([text])
-        m = mask.float()[..., None]
-        return ((states * m).sum(1) / m.sum(1))[0]
+        return mean_states(pipe.text_encoder, [text])[0]
 
     replacements: list = []
 
@@ -239,9 +245,7 @@ def text_separation(n: int, seed: int = 0, text_encoder=None) -> list[str]:
             motions.append(spec.objects[0].motion)
     pooled = []
     for i in range(0, n, 256):
-        states, mask = te.encode(captions[i:i + 256])
-        m = mask.float()[..., None]
-        pooled.append(((states * m).sum(1) / m.sum(1)).numpy())
+        pooled.append(mean_states(te, captions[i:i + 256]).numpy())
     x, motions = np.concatenate(pooled), np.array(motions)
     lines = []
     for axis, (a, b) in AXES.items():
@@ -370,17 +374,13 @@ def main() -> None:
     models, guidance = models_and_guidance("motion_words", args.model, args.guidance)
     if args.n < 1:
         sys.exit("motion_words: --n must be at least 1")
-    try:
-        RENAMES.update(parse_renames(args.rename_word))
-    except ValueError as exc:
-        sys.exit(f"motion_words: {exc}")
+    RENAMES.update(renames_or_exit("motion_words", args.rename_word))
     unknown = sorted(set(args.swapped) - set(models))
     if unknown:
         sys.exit(f"motion_words: --swapped names {', '.join(unknown)}, which no --model has")
 
     from kinema.errors import KinemaError
     from kinema.eval.compare import read_samples
-    from kinema.pipeline import parse_size
 
     for run in args.runs:
         try:
@@ -397,10 +397,7 @@ def main() -> None:
         print("\n".join(word_uses(args.text_probe, args.seed)), flush=True)
     if not models:
         return
-    try:
-        width, height = parse_size(args.size)
-    except KinemaError as exc:
-        sys.exit(f"motion_words: --size: {exc}")
+    width, height = size_or_exit("motion_words", args.size)
     specs = scenes(args.n, args.seed, width, height)
     for name, path in models.items():
         pipe = load_model("motion_words", name, path)

@@ -44,6 +44,14 @@ def parse_renames(words: list[str]) -> dict[str, str]:
     return renames
 
 
+def renames_or_exit(tool: str, words: list[str]) -> dict[str, str]:
+    """`parse_renames`, exiting with a line naming `tool` for a bad pair."""
+    try:
+        return parse_renames(words)
+    except ValueError as exc:
+        sys.exit(f"{tool}: {exc}")
+
+
 def rename_words(text: str, renames: dict[str, str]) -> str:
     """`text` with each whole word OLD (any case) replaced by NEW, all at once (so left=right and
     right=left swap the two)."""
@@ -119,10 +127,7 @@ def split_args(argv: list[str]) -> tuple[bool, dict[str, str], list[str]]:
             renames.append(word.split("=", 1)[1])
         else:
             rest.append(word)
-    try:
-        return swap, parse_renames(renames), rest
-    except ValueError as exc:
-        sys.exit(f"{TOOL}: {exc}")
+    return swap, renames_or_exit(TOOL, renames), rest
 
 
 def main(argv: list[str] | None = None) -> int:

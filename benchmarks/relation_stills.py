@@ -70,6 +70,17 @@ def load_model(tool: str, name: str, path: str):
         sys.exit(f"{tool}: model {name}: {exc}")
 
 
+def size_or_exit(tool: str, size: str) -> tuple[int, int]:
+    """--size WIDTHxHEIGHT as (width, height); exits with a line naming `tool` for a bad one."""
+    from kinema.errors import KinemaError
+    from kinema.pipeline import parse_size
+
+    try:
+        return parse_size(size)
+    except KinemaError as exc:
+        sys.exit(f"{tool}: --size: {exc}")
+
+
 def relation_items(start: int, n: int, width: int = 128, height: int = 128) -> list:
     """The benchmark's relation prompts START..START+N−1, both splits, the same words and objects
     as `kinema eval`'s videos (at 128x128; another size draws its own), cut to their first frame
@@ -120,16 +131,10 @@ def main() -> None:
     if args.start < 0 or args.n < 1 or args.seeds < 1:
         sys.exit("relation_stills: --start must be at least 0, --n and --seeds at least 1")
 
-    from kinema.errors import KinemaError
     from kinema.eval.compare import read_samples
     from kinema.eval.run import run_eval
-    from kinema.pipeline import parse_size
 
-    try:
-        width, height = parse_size(args.size)
-    except KinemaError as exc:
-        sys.exit(f"relation_stills: --size: {exc}")
-
+    width, height = size_or_exit("relation_stills", args.size)
     items = relation_items(args.start, args.n, width, height)
     out = Path(args.output)
     for name, path in models.items():
