@@ -9,8 +9,10 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..world.captions import caption
+from ..world.mirror import has_heldout_object, mirror_spec
 from ..world.render import render
 from ..world.sample import sample_spec
+from ..world.spec import SceneSpec, SpecError
 
 
 class WorldStream(IterableDataset):
@@ -26,14 +28,25 @@ class WorldStream(IterableDataset):
     its own stream seeded by (seed, rank, index) and DataLoader worker w makes items w, w+n,
     w+2n, ...: the sequence a rank sees is then the same for any number of workers, and
     `start_index` = the number of items already consumed resumes it exactly.
+
+    With `mirror_pairs=True` (train split only) the second half of every batch is the first half
+    seen in a mirror (`kinema.world.mirror`): the same frames flipped left to right, captioned in
+    the same phrasing with "left" and "right" swapped. A scene whose mirror would show a held-out
+    combination (e.g. a circle moving left) is drawn again, so the split stays clean.
     """
 
     def __init__(self, split: str = "train", seed: int = 0, buckets: Sequence[tuple[int, ...]] = ((128, 128, 25),),
                  fps: float = 12.0, batch_size: int = 1, rank: int = 0, world_size: int = 1, max_objects: int = 3,
                  start_index: int = 0, interleave_workers: bool = False, uint8: bool = False,
                  count_weights: Sequence[float] | None = None, size_weights: Sequence[float] | None = None,
-                 relation_captions: bool = True):
+                 relation_captions: bool = True, mirror_pairs: bool = False):
         super().__init__()
+        if mirror_pairs and split != "train":
+            raise ValueError("mirror_pairs: only the train split can be mirrored (a held-out scene's mirror "
+                             "may hold no held-out combination)")
+        sizes = [b[3] if len(b) > 3 else batch_size for b in buckets]
+        if mirror_pairs and any(n % 2 for n in sizes):
+            raise ValueError(f"mirror_pairs: every batch size must be even (a scene and its mirror), got {sizes}")
         self.split, self.seed, self.buckets, self.fps = split, seed, [tuple(b) for b in buckets], fps
         self.batch_size, self.rank, self.world_size, self.max_objects = batch_size, rank, world_size, max_objects
         self.start_index = start_index
@@ -42,6 +55,7 @@ class WorldStream(IterableDataset):
         self.count_weights = list(count_weights) if count_weights else None  # None: the world's default mix
         self.size_weights = list(size_weights) if size_weights else None  # None: small and large evenly
         self.relation_captions = relation_captions  # False: two objects are described each by itself
+        self.mirror_pairs = mirror_pairs
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -67,17 +81,37 @@ class WorldStream(IterableDataset):
         batch_size = bucket[3] if len(bucket) > 3 else self.batch_size
         # channel-first [B, 3, T, H, W]; numpy's transposing copy is ~10x faster than torch's for uint8
         videos = np.empty((batch_size, 3, t, h, w), dtype=np.uint8)
+        scenes = batch_size // 2 if self.mirror_pairs else batch_size
         captions, specs = [], []
-        for i in range(batch_size):
-            spec = sample_spec(rng, split=self.split, width=w, height=h, fps=self.fps, num_frames=t,
-                               max_objects=self.max_objects, count_weights=self.count_weights,
-                               size_weights=self.size_weights)
+        for i in range(scenes):
+            spec = self._spec(rng, w, h, t)
             videos[i] = render(spec).transpose(3, 0, 1, 2)
+            before = rng.bit_generator.state
             captions.append(caption(spec, rng, with_relation=self.relation_captions))
             specs.append(spec.to_dict())
+            if self.mirror_pairs:
+                after = rng.bit_generator.state
+                rng.bit_generator.state = before  # the same phrasing, mirrored words
+                mirrored = mirror_spec(spec)
+                videos[scenes + i] = videos[i, :, :, :, ::-1]
+                captions.append(caption(mirrored, rng, with_relation=self.relation_captions))
+                specs.append(mirrored.to_dict())
+                rng.bit_generator.state = after
+        if self.mirror_pairs:  # originals first, then their mirrors in the same order
+            captions = captions[0::2] + captions[1::2]
+            specs = specs[0::2] + specs[1::2]
         video = torch.from_numpy(videos)
         if not self.uint8:
             video = video.float() / 127.5 - 1.0
         if batch_size == 1 and len(bucket) == 3:
             return {"video": video[0], "caption": captions[0], "spec": specs[0]}
         return {"video": video, "caption": captions, "spec": specs}
+
+    def _spec(self, rng: np.random.Generator, w: int, h: int, t: int) -> SceneSpec:
+        for _ in range(100):
+            spec = sample_spec(rng, split=self.split, width=w, height=h, fps=self.fps, num_frames=t,
+                               max_objects=self.max_objects, count_weights=self.count_weights,
+                               size_weights=self.size_weights)
+            if not (self.mirror_pairs and has_heldout_object(mirror_spec(spec))):
+                return spec
+        raise SpecError("mirror_pairs: found no scene whose mirror keeps to the train split in 100 draws")

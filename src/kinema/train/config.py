@@ -43,6 +43,7 @@ class DataConfig:
     object_weights: list = field(default_factory=list)  # world: weight of 1..max_objects objects; [] = 45/35/20 %
     size_weights: list = field(default_factory=list)    # world: weight of small, large objects; [] = even
     relation_captions: bool = True     # world: caption two objects by their spatial relation where it is clear
+    mirror_pairs: bool = False         # world, dit: half of each batch is the other half mirrored, same noise
     num_workers: int = 0               # DataLoader workers per process
     cache_clips: int = 32              # decoded folder clips kept in memory per worker
     latent_cache: bool = False         # dit: encode batches once to safetensors shards, then train from them
@@ -304,6 +305,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(isinstance(cfg.data.relation_captions, bool), "data.relation_captions: must be true or false")
     need(cfg.data.relation_captions or cfg.data.source == "world",
          "data.relation_captions: only the world's captions can leave out relations; a folder's are its own")
+    if cfg.data.mirror_pairs:
+        need(cfg.data.source == "world", "data.mirror_pairs: only the world's scenes can be mirrored")
+        need(cfg.stage == "dit", "data.mirror_pairs: pairs are for the transformer stage (stage \"dit\")")
+        sizes = [cfg.optim.batch_size] + [b[3] for b in cfg.data.buckets
+                                          if isinstance(b, (list, tuple)) and len(b) > 3]
+        need(all(isinstance(n, int) and n % 2 == 0 for n in sizes),
+             f"data.mirror_pairs: every batch size must be even (a scene and its mirror), got {sizes}")
     need(cfg.data.latent_cache_batches >= 1, "data.latent_cache_batches: must be at least 1")
     need(cfg.latent_stats_batches >= 1, "latent_stats_batches: must be at least 1")
     need(cfg.kl_weight >= 0, "kl_weight: must be >= 0")

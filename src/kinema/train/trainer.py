@@ -268,7 +268,7 @@ class Trainer:
                                rank=self.info.rank, world_size=self.info.world_size, max_objects=d.max_objects,
                                start_index=start, interleave_workers=True, uint8=True,
                                count_weights=d.object_weights, size_weights=d.size_weights,
-                               relation_captions=d.relation_captions)
+                               relation_captions=d.relation_captions, mirror_pairs=d.mirror_pairs)
         from ..data.folder import FolderStream
 
         return FolderStream(d.source, buckets, batch_size=cfg.optim.batch_size, fps=d.fps, seed=seed,
@@ -298,6 +298,8 @@ class Trainer:
                 key[name] = list(getattr(cfg.data, name))
         if not cfg.data.relation_captions:
             key["relation_captions"] = False
+        if cfg.data.mirror_pairs:
+            key["mirror_pairs"] = True
         if cfg.grounding_loss_weight > 0:  # the grounding loss reads the scene specs kept with the latents
             key["specs"] = True
         differs = lc.difference(root, key) if self.info.is_main else None
@@ -342,7 +344,8 @@ class Trainer:
                 loss = self.model(x, "loss")
             self._last_x = x
             return loss.float(), x.shape[0], {}
-        from ..diffusion.flow import flow_matching_loss_terms, random_condition_mask
+        from ..diffusion.flow import (flow_matching_loss_terms, num_tokens_for, random_condition_mask,
+                                      sample_timesteps)
 
         if "latents" in batch:
             z = batch["latents"].to(dev, non_blocking=True).float()
@@ -350,12 +353,26 @@ class Trainer:
             z = self._encode_latents(batch["video"])
         captions = list(batch["caption"])
         b = z.shape[0]
-        drop = torch.rand(b, generator=self.gen) < self.cfg.caption_dropout
+        # mirror pairs: a scene and its mirror share every random draw, so their losses differ only
+        # by what the words and the mirrored clip change
+        pairs = self.cfg.data.mirror_pairs and b % 2 == 0
+        draws = b // 2 if pairs else b
+
+        def paired(x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([x, x]) if pairs else x
+
+        drop = paired(torch.rand(draws, generator=self.gen) < self.cfg.caption_dropout)
         captions = ["" if d else c for d, c in zip(drop.tolist(), captions)]
         with torch.no_grad():
             states, mask = self.text.encode(captions)
         states, mask = states.to(dev).float(), mask.to(dev)
-        cond = random_condition_mask(b, z.shape[2], generator=self.gen)
+        cond = paired(random_condition_mask(draws, z.shape[2], generator=self.gen))
+        timesteps = noise = None
+        if pairs:
+            # as flow_matching_loss_terms draws them when not given
+            timesteps = paired(sample_timesteps(draws, self.gen, num_tokens=num_tokens_for(z.shape),
+                                                shift=self.cfg.timestep_shift or None))
+            noise = paired(torch.randn((draws,) + tuple(z.shape[1:]), generator=self.gen)).to(dev)
         target_fn = None
         if self.teacher is not None:
             from ..diffusion.sampling import guidance_text, guided_velocity
@@ -368,6 +385,7 @@ class Trainer:
         grounding_fn = self._grounding_fn(batch, captions, z.shape) if self.cfg.grounding_loss_weight > 0 else None
         with self.autocast():
             terms = flow_matching_loss_terms(self.model, z, states, mask, cond_mask=cond, generator=self.gen,
+                                             timesteps=timesteps, noise=noise,
                                              target_fn=target_fn, foreground_fn=self.foreground,
                                              object_weight=self.cfg.object_loss_weight,
                                              timestep_shift=self.cfg.timestep_shift or None,
