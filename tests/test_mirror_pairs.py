@@ -110,13 +110,15 @@ def test_training_gives_a_scene_and_its_mirror_the_same_draws(tmp_path, monkeypa
 
     monkeypatch.setattr(flow, "flow_matching_loss_terms", spy)
     f = tmp_path / "c.json"
-    f.write_text(json.dumps({"caption_dropout": 0.5, "optim": {"batch_size": 4},
+    f.write_text(json.dumps({"caption_dropout": 0.5, "optim": {"batch_size": 4}, "pair_loss_weight": 2.0,
                              "data": {"mirror_pairs": True, "buckets": [[32, 32, 5]], "latent_cache": True,
                                       "latent_cache_batches": 2}}))
     out = tmp_path / "run"
     assert main(["train", "dit", "--preset", "smoke", "--config", str(f), "--vae", str(vae_run / "final"),
                  "--out", str(out), "--steps", "4", "--quiet"]) == 0
     assert len(seen) == 4
+    logged = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "event" not in r]
+    assert logged and all(r["pair_loss"] > 0 and "flow_loss" in r for r in logged)
     for s in seen:
         a, b = slice(0, 2), slice(2, 4)
         torch.testing.assert_close(s["t"][a], s["t"][b])
@@ -132,3 +134,49 @@ def test_training_gives_a_scene_and_its_mirror_the_same_draws(tmp_path, monkeypa
 
     entry = LatentCache(out / "latent_cache").entry(0)
     assert entry["caption"][2:] == [_swap_sides(c) for c in entry["caption"][:2]]
+
+
+def test_pair_term_is_the_error_of_each_pairs_difference():
+    from kinema.diffusion.flow import flow_matching_loss_terms
+
+    torch.manual_seed(0)
+    x0 = torch.randn(4, 2, 3, 4, 4)
+    noise = torch.randn(2, 2, 3, 4, 4).repeat(2, 1, 1, 1, 1)
+    t = torch.tensor([0.9, 0.3, 0.9, 0.3])
+    cond = torch.tensor([[True, False, False], [False, False, False]]).repeat(2, 1)
+    weights = torch.randn(2, 2)
+
+    def model(x_t, tt, states, mask):  # any function of the input and the "words"
+        return x_t * weights[0, 0] + states[:, :1, :1, None, None] * weights[0, 1] + x_t.pow(2) * weights[1, 0]
+
+    states = torch.randn(4, 3, 5)
+    mask = torch.ones(4, 3, dtype=torch.bool)
+    terms = flow_matching_loss_terms(model, x0, states, mask, cond_mask=cond, timesteps=t, noise=noise,
+                                     pair_weight=3.0)
+    tt = torch.where(cond, torch.zeros(()), t[:, None])
+    x_t = (1 - tt[:, None, :, None, None]) * x0 + tt[:, None, :, None, None] * noise
+    err = model(x_t, tt, states, mask) - (noise - x0)
+    keep = (~cond)[:, None, :, None, None].float().expand_as(err)
+    flow = (err.pow(2) * keep).sum() / keep.sum()
+    d = err[:2] - err[2:]
+    pair = 0.25 * (d.pow(2) * keep[:2]).sum() / keep[:2].sum()
+    torch.testing.assert_close(terms.flow, flow)
+    torch.testing.assert_close(terms.pair, pair)
+    torch.testing.assert_close(terms.total, flow + 3.0 * pair)
+    # the plain loss of the pairs is the error of their mean plus that of their difference
+    mean_part = ((err[:2] + err[2:]) / 2).pow(2).mul(keep[:2]).sum() / keep[:2].sum()
+    torch.testing.assert_close(flow, mean_part + pair)
+    with pytest.raises(ValueError, match="pair_weight: the batch must hold pairs"):
+        flow_matching_loss_terms(model, x0[:3], states[:3], mask[:3], timesteps=t[:3], noise=noise[:3],
+                                 pair_weight=1.0)
+
+
+def test_pair_loss_weight_needs_mirror_pairs():
+    from kinema.train.config import resolve
+
+    cfg = resolve("dit", "tiny", overrides={"pair_loss_weight": 4.0, "data": {"mirror_pairs": True}})
+    assert cfg.pair_loss_weight == 4.0
+    with pytest.raises(KinemaError, match="pair_loss_weight: needs data.mirror_pairs"):
+        resolve("dit", "tiny", overrides={"pair_loss_weight": 4.0})
+    with pytest.raises(KinemaError, match="pair_loss_weight: must be >= 0"):
+        resolve("dit", "tiny", overrides={"pair_loss_weight": -1.0, "data": {"mirror_pairs": True}})

@@ -154,13 +154,14 @@ def frame_timesteps(t: torch.Tensor, latent_frames: int, cond_mask: torch.Tensor
 
 
 class FlowLossTerms(NamedTuple):
-    """`total` = `flow` + object_weight * `object` + grounding_weight * `grounding`; a term that
-    is not used is None."""
+    """`total` = `flow` + object_weight * `object` + grounding_weight * `grounding` + pair_weight *
+    `pair`; a term that is not used is None."""
 
     total: torch.Tensor
     flow: torch.Tensor
     object: torch.Tensor | None
     grounding: torch.Tensor | None = None
+    pair: torch.Tensor | None = None
 
 
 def flow_matching_loss(model, x0: torch.Tensor, text_states: torch.Tensor, text_mask: torch.Tensor,
@@ -178,7 +179,8 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
                              timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                              patch_size=(1, 2, 2), target_fn=None, foreground_fn=None,
                              object_weight: float = 0.0, timestep_shift: float | None = None,
-                             grounding_fn=None, grounding_weight: float = 0.0) -> FlowLossTerms:
+                             grounding_fn=None, grounding_weight: float = 0.0,
+                             pair_weight: float = 0.0) -> FlowLossTerms:
     """Rectified-flow loss for latents x0 [B, C, T, H, W], with its terms apart for logging.
 
     Each sample draws one t (logit-normal, shifted by `timestep_shift` or else for its token count)
@@ -196,6 +198,13 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
     With `grounding_weight` > 0, `grounding_fn(maps) -> scalar` is given the model's
     cross-attention probabilities of this same forward (per block, [B, heads, N, L]) and the loss
     adds grounding_weight * its value (`kinema.train.grounding`).
+
+    With `pair_weight` > 0 the batch's two halves are pairs (sample i and i + B/2, e.g. a scene
+    and its mirror, drawn with the same noise, t and given frames), and the loss adds pair_weight
+    * the error of the pair's *difference*, MSE((pred_i - pred_j) - (target_i - target_j)) / 4.
+    The plain loss is this plus the error of the pairs' means, MSE((err_i + err_j) / 2), so the
+    term weighs up exactly the part of the gradient that tells the two apart (at high noise: the
+    words): pair_weight 1 counts that part twice.
     """
     if x0.ndim != 5:
         raise ValueError(f"x0 must be [B, C, T, H, W], got {tuple(x0.shape)}")
@@ -226,15 +235,22 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
     weight = (~cond_mask).to(err.dtype)[:, None, :, None, None]
     denom = weight.sum() * c * h * w
     loss = (err * weight).sum() / denom.clamp_min(1.0)
-    total, ground = loss, None
+    total, ground, pair = loss, None, None
     if use_grounding:
         ground = grounding_fn(maps)
         total = total + grounding_weight * ground
+    if pair_weight > 0:
+        if b % 2:
+            raise ValueError(f"pair_weight: the batch must hold pairs (an even size), got {b}")
+        half = b // 2
+        diff = (pred[:half].float() - pred[half:].float()) - (target[:half].float() - target[half:].float())
+        pair = 0.25 * (diff.pow(2) * weight[:half]).sum() / (weight[:half].sum() * c * h * w).clamp_min(1.0)
+        total = total + pair_weight * pair
     if not (object_weight > 0 and foreground_fn is not None):
-        return FlowLossTerms(total, loss, None, ground)
+        return FlowLossTerms(total, loss, None, ground, pair)
     with torch.no_grad():
         implied_x0 = x_t.float() - tt.float()[:, None, :, None, None] * pred.float()
         fg = foreground_fn(x0.float()) | foreground_fn(implied_x0)
         fg_weight = weight[:, 0] * fg.to(err.dtype)  # [B, T, H, W], generated frames only
     fg_err = (err * fg_weight[:, None]).sum() / (fg_weight.sum() * c).clamp_min(1.0)
-    return FlowLossTerms(total + object_weight * fg_err, loss, fg_err, ground)
+    return FlowLossTerms(total + object_weight * fg_err, loss, fg_err, ground, pair)

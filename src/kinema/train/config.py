@@ -92,6 +92,8 @@ class TrainConfig:
                                        # (half the sampling cost); the export then samples with guidance 1
     grounding_loss_weight: float = 0.0 # dit (world data): + this * the grounding loss: the cross-attention of each
                                        # size, colour and shape word should fall on the object it names
+    pair_loss_weight: float = 0.0      # dit with data.mirror_pairs: + this * the error of each pair's difference
+                                       # (what tells a scene from its mirror: the words left and right)
     timestep_shift: float = 0.0        # > 0: shift training timesteps by this fixed amount (towards noise,
                                        # where a sampler with a large shift spends its steps); 0: by token count
     pipeline: dict = field(default_factory=dict)  # defaults stored in the exported pipeline's config
@@ -312,6 +314,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                                           if isinstance(b, (list, tuple)) and len(b) > 3]
         need(all(isinstance(n, int) and n % 2 == 0 for n in sizes),
              f"data.mirror_pairs: every batch size must be even (a scene and its mirror), got {sizes}")
+    need(cfg.pair_loss_weight >= 0, "pair_loss_weight: must be >= 0")
+    need(cfg.pair_loss_weight == 0 or cfg.data.mirror_pairs,
+         "pair_loss_weight: needs data.mirror_pairs (the batches must hold pairs)")
     need(cfg.data.latent_cache_batches >= 1, "data.latent_cache_batches: must be at least 1")
     need(cfg.latent_stats_batches >= 1, "latent_stats_batches: must be at least 1")
     need(cfg.kl_weight >= 0, "kl_weight: must be >= 0")

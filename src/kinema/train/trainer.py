@@ -390,10 +390,13 @@ class Trainer:
                                              object_weight=self.cfg.object_loss_weight,
                                              timestep_shift=self.cfg.timestep_shift or None,
                                              grounding_fn=grounding_fn,
-                                             grounding_weight=self.cfg.grounding_loss_weight)
+                                             grounding_weight=self.cfg.grounding_loss_weight,
+                                             pair_weight=self.cfg.pair_loss_weight if pairs else 0.0)
         parts = {}
-        if terms.object is not None or terms.grounding is not None:
+        if terms.object is not None or terms.grounding is not None or terms.pair is not None:
             parts["flow_loss"] = terms.flow.detach()
+        if terms.pair is not None:
+            parts["pair_loss"] = terms.pair.detach()
         if terms.object is not None:
             parts["object_loss"] = terms.object.detach()
         if terms.grounding is not None:
