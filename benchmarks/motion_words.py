@@ -27,6 +27,12 @@ Two readings, side by side per axis (left/right, up/down):
   word: every scene generated with its token states saying one word and its pooled summary (the
   mean state, which modulates every block) saying the opposite, counted as following the tokens,
   the summary, or neither.
+- `--velocity T [T ...]` (with `--model`): the same reading without sampling, from one forward
+  pass at each noise level t: every scene rendered moving one way (placed as the world would
+  place it), encoded and noised once, then given to the transformer written with each of the
+  axis's two words; per axis and t, the share of cross-attention (over blocks, heads and video
+  tokens) that falls on the word's own token, and the RMS difference between the two predicted
+  velocities. Near pure noise only the words can make that difference.
 
     python benchmarks/motion_words.py benchmarks/results/kinema-tiny/samples.jsonl.gz
     python benchmarks/motion_words.py --model v9=shipped --model ft=runs/ft/final --guidance ft=5 \\
@@ -34,6 +40,7 @@ Two readings, side by side per axis (left/right, up/down):
     python benchmarks/motion_words.py --text-probe 3000
     python benchmarks/motion_words.py --model v9=shipped --paths --n 24
     python benchmarks/motion_words.py --model sw=runs/sw/final --swapped sw --size 64x64
+    python benchmarks/motion_words.py --model v9=shipped --velocity 0.95 0.7 0.4 --n 24
 
 `--swapped NAME`: model NAME was trained on latents with height and width swapped
 (`benchmarks/probe_train.py --swap-hw`); it is run as swap(f(swap(x))), so its videos come out the
@@ -176,6 +183,54 @@ def probe_model(pipe, specs: list, guidance: float | None, other_seed: int = 100
                                       for x, v in zip(frames[a], other)]))
         lines.append(f"             '{a}' vs '{b}', same seed: {word_effect:.2f} levels apart on average; "
                      f"'{a}' with two seeds: {noise_effect:.2f} (ratio {word_effect / max(noise_effect, 1e-9):.2f})")
+    return lines
+
+
+def word_token(te, text: str, word: str) -> int:
+    """The position of `word`'s (single) token in `text`'s padded token ids."""
+    ids = list(te.tokenizer([text], padding="max_length", truncation=True, max_length=te.max_length)["input_ids"][0])
+    word_id = te.tokenizer([word], padding="max_length", truncation=True, max_length=4)["input_ids"][0][1]
+    return ids.index(word_id)
+
+
+def probe_velocity(pipe, specs: list, timesteps: list[float]) -> list[str]:
+    """Per axis and t: attention share on the word's token and the RMS velocity difference the
+    word makes, from one forward pass per word on the same noisy clip (see the module note)."""
+    import torch
+    from dataclasses import replace
+
+    from kinema.diffusion.flow import add_noise
+    from kinema.world.render import render
+
+    dit, te, vae = pipe.transformer, pipe.text_encoder, pipe.vae
+    lines = []
+    for t in timesteps:
+        parts = []
+        for axis, (a, b) in AXES.items():
+            shares, diffs = [], []
+            for i, spec in enumerate(specs):
+                moved = replace(spec, objects=[replace(_with_motion(spec.objects[0], a),
+                                                       start=_with_motion_start(spec, a))])
+                clip = torch.from_numpy(render(moved).transpose(3, 0, 1, 2).copy()).float()[None] / 127.5 - 1.0
+                with torch.no_grad():
+                    x0 = vae.encode(clip.to(pipe.device)).float()
+                noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(i)).to(x0.device)
+                tt = torch.full((1, x0.shape[2]), float(t), device=x0.device)
+                x_t = add_noise(x0, noise, tt)
+                velocities = []
+                for word in (a, b):
+                    text = prompt(spec, word)
+                    states, mask = te.encode([text])
+                    token = word_token(te, text, RENAMES.get(word, word))
+                    maps: list = []
+                    with torch.no_grad():
+                        velocities.append(dit(x_t, tt, states.to(x0.device), mask.to(x0.device),
+                                              cross_attention=maps).float())
+                    shares.append(float(torch.stack([m[0, :, :, token].float().mean() for m in maps]).mean()))
+                diffs.append(float((velocities[0] - velocities[1]).pow(2).mean().sqrt()))
+            parts.append(f"{axis} attention on the word {np.mean(shares):.3f}, "
+                         f"velocity difference {np.mean(diffs):.4f}")
+        lines.append(f"  t = {t:g}: " + "; ".join(parts))
     return lines
 
 
@@ -359,6 +414,8 @@ def main() -> None:
                     help="prompts say NEW for the word OLD (benchmarks/probe_train.py --rename-word)")
     ap.add_argument("--paths", action="store_true",
                     help="also probe which way of reading the text (tokens or pooled summary) carries the word")
+    ap.add_argument("--velocity", nargs="+", type=float, default=[], metavar="T",
+                    help="also read each word's effect off one forward pass at these noise levels")
     ap.add_argument("--n", type=int, default=32, help="scenes per model (default 32; 4 words each)")
     ap.add_argument("--seed", type=int, default=0, help="which scenes (default 0)")
     ap.add_argument("--size", default="128x128")
@@ -369,6 +426,10 @@ def main() -> None:
         sys.exit("motion_words: give eval runs, --model NAME=PATH or --text-probe N")
     if args.paths and not args.model:
         sys.exit("motion_words: --paths probes models: give --model NAME=PATH")
+    if args.velocity and not args.model:
+        sys.exit("motion_words: --velocity probes models: give --model NAME=PATH")
+    if any(not 0 < t <= 1 for t in args.velocity):
+        sys.exit("motion_words: --velocity noise levels must be in (0, 1]")
     if args.text_probe and args.text_probe < 20:
         sys.exit("motion_words: --text-probe needs at least 20 captions")
     models, guidance = models_and_guidance("motion_words", args.model, args.guidance)
@@ -408,6 +469,9 @@ def main() -> None:
         print(f"{name} ({path}{', h/w swapped' if swapped else ''}, guidance {g if g is not None else 'default'}), "
               f"{len(specs)} scenes x 4 words "
               f"at {width}x{height}, seeds 0-{len(specs) - 1}", flush=True)
+        if args.velocity:
+            print(f"{name}: one forward pass per word, the same noisy clip", flush=True)
+            print("\n".join(probe_velocity(pipe, specs, args.velocity)), flush=True)
         print("\n".join(probe_model(pipe, specs, g)), flush=True)
         if args.paths:
             print(f"{name}: token states against the pooled summary", flush=True)

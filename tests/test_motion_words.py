@@ -132,3 +132,42 @@ def test_word_uses_count_relation_phrases_apart():
     assert all(total > 0 for total, _ in counts.values())
     assert counts["left"][1] > 0 and counts["right"][1] > 0  # "left of" / "right of" occur
     assert counts["up"][1] == 0 and counts["down"][1] == 0  # vertical relations use other words
+
+
+def test_word_token_finds_the_word_in_the_padded_ids():
+    from kinema.models.text import TextEncoder
+
+    mod = _module()
+    te = TextEncoder.from_pretrained()
+    text = "a small red circle moves left on a navy background"
+    k = mod.word_token(te, text, "left")
+    ids = te.tokenizer([text], padding="max_length", truncation=True, max_length=te.max_length)["input_ids"][0]
+    assert k == 6 and ids[k] == te.tokenizer(["left"], padding="max_length", truncation=True, max_length=4)["input_ids"][0][1]
+
+
+def test_velocity_probe_reads_the_words_effect_off_one_forward_pass():
+    from kinema.models.dit import DiTConfig
+    from kinema.models.text import TextEncoder
+    from kinema.models.vae import VAEConfig
+    from kinema.pipeline import Pipeline
+
+    mod = _module()
+    pipe = Pipeline.from_configs(VAEConfig(base_channels=8), DiTConfig(hidden_size=32, depth=2, num_heads=2),
+                                 text_encoder=TextEncoder.from_pretrained(), seed=0, steps=2, fps=8.0, seconds=1.0)
+    for p in pipe.transformer.parameters():  # adaLN-Zero starts every block shut: open them
+        torch.nn.init.normal_(p, std=0.05)
+    specs = mod.scenes(2, seed=0, width=64, height=64)
+    lines = mod.probe_velocity(pipe, specs, [0.9, 0.5])
+    assert [line.split(":")[0] for line in lines] == ["  t = 0.9", "  t = 0.5"]
+    for line in lines:
+        for part in line.split(": ", 1)[1].split("; "):
+            share, diff = float(part.split()[5].rstrip(",")), float(part.split()[-1])
+            assert 0 < share < 1 and diff > 0
+    # a transformer that cannot read the text makes no difference between the words
+    for block in pipe.transformer.blocks:
+        torch.nn.init.zeros_(block.cross.proj.weight)
+        torch.nn.init.zeros_(block.cross.proj.bias)
+    torch.nn.init.zeros_(pipe.transformer.text_pool[2].weight)  # nor its pooled summary
+    torch.nn.init.zeros_(pipe.transformer.text_pool[2].bias)
+    for line in mod.probe_velocity(pipe, specs, [0.9]):
+        assert line.count("velocity difference 0.0000") == 2
