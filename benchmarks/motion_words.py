@@ -33,6 +33,10 @@ Two readings, side by side per axis (left/right, up/down):
   axis's two words; per axis and t, the share of cross-attention (over blocks, heads and video
   tokens) that falls on the word's own token, and the RMS difference between the two predicted
   velocities. Near pure noise only the words can make that difference.
+- `--cache-means DIR`: what the data offer that reading, from a latent cache of one-object clips
+  (`kinema train`'s `data.latent_cache_dir`): per axis, the RMS of the difference between the
+  mean latent clip of the captions with each word. Near pure noise the best prediction is the
+  mean clip of the caption, so the best velocity difference there is about this much.
 
     python benchmarks/motion_words.py benchmarks/results/kinema-tiny/samples.jsonl.gz
     python benchmarks/motion_words.py --model v9=shipped --model ft=runs/ft/final --guidance ft=5 \\
@@ -41,6 +45,7 @@ Two readings, side by side per axis (left/right, up/down):
     python benchmarks/motion_words.py --model v9=shipped --paths --n 24
     python benchmarks/motion_words.py --model sw=runs/sw/final --swapped sw --size 64x64
     python benchmarks/motion_words.py --model v9=shipped --velocity 0.95 0.7 0.4 --n 24
+    python benchmarks/motion_words.py --cache-means runs/lcache_single
 
 `--swapped NAME`: model NAME was trained on latents with height and width swapped
 (`benchmarks/probe_train.py --swap-hw`); it is run as swap(f(swap(x))), so its videos come out the
@@ -234,6 +239,39 @@ def probe_velocity(pipe, specs: list, timesteps: list[float]) -> list[str]:
     return lines
 
 
+WORD_FORMS = {"left": r"\bleft\b", "right": r"\bright\b", "up": r"\b(up|upward|rises|rising)\b",
+              "down": r"\b(down|downward|falls|falling)\b"}
+
+
+def cache_means(root: str) -> list[str]:
+    """Per axis, the RMS difference between the mean latent clips of the two words' captions
+    (captions naming exactly one direction), over a latent cache's clips of one shape."""
+    import re
+
+    from kinema.data.latent_cache import LatentCache
+
+    cache = LatentCache(root)
+    sums: dict[str, object] = {}
+    counts = Counter()
+    for n in range(len(cache)):
+        entry = cache.entry(n)
+        for z, text in zip(entry["latents"], entry["caption"]):
+            hits = [w for w, form in WORD_FORMS.items() if re.search(form, text)]
+            if len(hits) == 1:
+                w = hits[0]
+                sums[w] = sums[w] + z.double() if w in sums else z.double()
+                counts[w] += 1
+    lines = []
+    for axis, (a, b) in AXES.items():
+        if not (counts[a] and counts[b]):
+            lines.append(f"  {axis}: no clips of both words")
+            continue
+        d = sums[a] / counts[a] - sums[b] / counts[b]
+        lines.append(f"  {axis}: {counts[a]} and {counts[b]} clips; RMS of the difference of their mean latent "
+                     f"clips {float(d.pow(2).mean().sqrt()):.4f}")
+    return lines
+
+
 def mean_states(te, texts: list[str]):
     """The text encoder's states of each text averaged over its tokens (padding left out), [N, dim]:
     what the transformer's pooled summary reads."""
@@ -416,14 +454,16 @@ def main() -> None:
                     help="also probe which way of reading the text (tokens or pooled summary) carries the word")
     ap.add_argument("--velocity", nargs="+", type=float, default=[], metavar="T",
                     help="also read each word's effect off one forward pass at these noise levels")
+    ap.add_argument("--cache-means", metavar="DIR", default="",
+                    help="also read what a latent cache of one-object clips offers each axis")
     ap.add_argument("--n", type=int, default=32, help="scenes per model (default 32; 4 words each)")
     ap.add_argument("--seed", type=int, default=0, help="which scenes (default 0)")
     ap.add_argument("--size", default="128x128")
     ap.add_argument("--text-probe", type=int, default=0, metavar="N",
                     help="also probe the text encoder alone on N captions (e.g. 3000)")
     args = ap.parse_args()
-    if not args.runs and not args.model and not args.text_probe:
-        sys.exit("motion_words: give eval runs, --model NAME=PATH or --text-probe N")
+    if not args.runs and not args.model and not args.text_probe and not args.cache_means:
+        sys.exit("motion_words: give eval runs, --model NAME=PATH, --text-probe N or --cache-means DIR")
     if args.paths and not args.model:
         sys.exit("motion_words: --paths probes models: give --model NAME=PATH")
     if args.velocity and not args.model:
@@ -456,6 +496,13 @@ def main() -> None:
         print("\n".join(text_separation(args.text_probe, args.seed)), flush=True)
         print(f"the words in {args.text_probe} train captions of any scene")
         print("\n".join(word_uses(args.text_probe, args.seed)), flush=True)
+    if args.cache_means:
+        try:
+            lines = cache_means(args.cache_means)
+        except (KinemaError, OSError) as exc:
+            sys.exit(f"motion_words: --cache-means {args.cache_means}: {exc}")
+        print(f"latent cache {args.cache_means}: the mean clip of each word's captions")
+        print("\n".join(lines), flush=True)
     if not models:
         return
     width, height = size_or_exit("motion_words", args.size)

@@ -171,3 +171,20 @@ def test_velocity_probe_reads_the_words_effect_off_one_forward_pass():
     torch.nn.init.zeros_(pipe.transformer.text_pool[2].bias)
     for line in mod.probe_velocity(pipe, specs, [0.9]):
         assert line.count("velocity difference 0.0000") == 2
+
+
+def test_cache_means_compare_the_mean_clip_of_each_words_captions(tmp_path):
+    from kinema.data import latent_cache as lc
+
+    mod = _module()
+    z = torch.zeros(4, 2, 1, 2, 2)
+    z[0, 0, 0, 0, 0] = 4.0  # "left": one cell set; its mirror word's clip is all zero
+    z[2, 1, 0, 1, 1] = 2.0  # "rises" counts as up
+    captions = ["a red circle moves left", "a red circle slides to the right", "a red circle rises",
+                "a red circle moves down and a blue square moves left"]  # two words: left out
+    items = iter([{"video": z, "caption": captions}])
+    shards = lc.build_shards(tmp_path, 0, 1, 1, items, lambda v: v)
+    lc.write_manifest(tmp_path, {"test": True}, shards, 1)
+    lines = mod.cache_means(str(tmp_path))
+    assert lines[0] == "  left/right: 1 and 1 clips; RMS of the difference of their mean latent clips 1.4142"  # sqrt(4² / 8)
+    assert lines[1] == "  up/down: no clips of both words"
