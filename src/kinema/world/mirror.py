@@ -16,7 +16,7 @@ MIRRORED_MOTION = {"left": "right", "right": "left"}
 
 
 def mirror_spec(spec: SceneSpec) -> SceneSpec:
-    """The scene seen in a vertical mirror (a new spec; `spec` is unchanged)."""
+    """The scene with left and right swapped (a new spec; `spec` is unchanged)."""
     out = copy.deepcopy(spec)
     for obj in out.objects:
         obj.start = (1.0 - float(obj.start[0]), float(obj.start[1]))
