@@ -101,14 +101,18 @@ def test_training_gives_a_scene_and_its_mirror_the_same_draws(tmp_path, monkeypa
     import kinema.diffusion.flow as flow
 
     seen = []
-    real = flow.flow_matching_loss_terms
+    real, real_add_noise = flow.flow_matching_loss_terms, flow.add_noise
 
-    def spy(model, x0, text_states, text_mask, cond_mask=None, generator=None, timesteps=None, noise=None, **kw):
-        seen.append({"x0": x0.detach().clone(), "mask": text_mask.clone(), "cond": cond_mask.clone(),
-                     "t": timesteps.clone(), "noise": noise.clone()})
-        return real(model, x0, text_states, text_mask, cond_mask, generator, timesteps, noise, **kw)
+    def spy(model, x0, text_states, text_mask, cond_mask=None, *args, **kw):
+        seen.append({"x0": x0.detach().clone(), "mask": text_mask.clone(), "cond": cond_mask.clone()})
+        return real(model, x0, text_states, text_mask, cond_mask, *args, **kw)
+
+    def add_noise_spy(x0, noise, t):  # the noise and per-frame t the model is given
+        seen[-1].update(t=t.clone(), noise=noise.clone())
+        return real_add_noise(x0, noise, t)
 
     monkeypatch.setattr(flow, "flow_matching_loss_terms", spy)
+    monkeypatch.setattr(flow, "add_noise", add_noise_spy)
     f = tmp_path / "c.json"
     f.write_text(json.dumps({"caption_dropout": 0.5, "optim": {"batch_size": 4}, "pair_loss_weight": 2.0,
                              "data": {"mirror_pairs": True, "buckets": [[32, 32, 5]], "latent_cache": True,

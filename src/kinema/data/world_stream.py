@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -82,24 +83,18 @@ class WorldStream(IterableDataset):
         # channel-first [B, 3, T, H, W]; numpy's transposing copy is ~10x faster than torch's for uint8
         videos = np.empty((batch_size, 3, t, h, w), dtype=np.uint8)
         scenes = batch_size // 2 if self.mirror_pairs else batch_size
-        captions, specs = [], []
+        captions, specs, mirror_captions, mirror_specs = [], [], [], []
         for i in range(scenes):
-            spec = self._spec(rng, w, h, t)
+            spec, mirrored = self._scene(rng, w, h, t)
             videos[i] = render(spec).transpose(3, 0, 1, 2)
-            before = rng.bit_generator.state
+            if mirrored is not None:  # captioned from a copy of the generator: the same phrasing
+                videos[scenes + i] = videos[i, :, :, :, ::-1]
+                mirror_captions.append(caption(mirrored, copy.deepcopy(rng), with_relation=self.relation_captions))
+                mirror_specs.append(mirrored.to_dict())
             captions.append(caption(spec, rng, with_relation=self.relation_captions))
             specs.append(spec.to_dict())
-            if self.mirror_pairs:
-                after = rng.bit_generator.state
-                rng.bit_generator.state = before  # the same phrasing, mirrored words
-                mirrored = mirror_spec(spec)
-                videos[scenes + i] = videos[i, :, :, :, ::-1]
-                captions.append(caption(mirrored, rng, with_relation=self.relation_captions))
-                specs.append(mirrored.to_dict())
-                rng.bit_generator.state = after
-        if self.mirror_pairs:  # originals first, then their mirrors in the same order
-            captions = captions[0::2] + captions[1::2]
-            specs = specs[0::2] + specs[1::2]
+        captions += mirror_captions  # the originals first, then their mirrors in the same order
+        specs += mirror_specs
         video = torch.from_numpy(videos)
         if not self.uint8:
             video = video.float() / 127.5 - 1.0
@@ -107,11 +102,15 @@ class WorldStream(IterableDataset):
             return {"video": video[0], "caption": captions[0], "spec": specs[0]}
         return {"video": video, "caption": captions, "spec": specs}
 
-    def _spec(self, rng: np.random.Generator, w: int, h: int, t: int) -> SceneSpec:
+    def _scene(self, rng: np.random.Generator, w: int, h: int, t: int) -> tuple[SceneSpec, SceneSpec | None]:
+        """A scene and, with mirror pairs, its mirror (else None)."""
         for _ in range(100):
             spec = sample_spec(rng, split=self.split, width=w, height=h, fps=self.fps, num_frames=t,
                                max_objects=self.max_objects, count_weights=self.count_weights,
                                size_weights=self.size_weights)
-            if not (self.mirror_pairs and has_heldout_object(mirror_spec(spec))):
-                return spec
+            if not self.mirror_pairs:
+                return spec, None
+            mirrored = mirror_spec(spec)
+            if not has_heldout_object(mirrored):
+                return spec, mirrored
         raise SpecError("mirror_pairs: found no scene whose mirror keeps to the train split in 100 draws")

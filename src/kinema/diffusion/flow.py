@@ -180,7 +180,7 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
                              patch_size=(1, 2, 2), target_fn=None, foreground_fn=None,
                              object_weight: float = 0.0, timestep_shift: float | None = None,
                              grounding_fn=None, grounding_weight: float = 0.0,
-                             pair_weight: float = 0.0) -> FlowLossTerms:
+                             paired: bool = False, pair_weight: float = 0.0) -> FlowLossTerms:
     """Rectified-flow loss for latents x0 [B, C, T, H, W], with its terms apart for logging.
 
     Each sample draws one t (logit-normal, shifted by `timestep_shift` or else for its token count)
@@ -199,8 +199,9 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
     cross-attention probabilities of this same forward (per block, [B, heads, N, L]) and the loss
     adds grounding_weight * its value (`kinema.train.grounding`).
 
-    With `pair_weight` > 0 the batch's two halves are pairs (sample i and i + B/2, e.g. a scene
-    and its mirror, drawn with the same noise, t and given frames), and the loss adds pair_weight
+    With `paired` the batch's two halves are pairs (sample i and i + B/2, e.g. a scene and its
+    mirror): the t and noise drawn here are drawn for the first half and repeated for the second.
+    With `pair_weight` > 0 (halves paired, whether drawn here or given), the loss adds pair_weight
     * the error of the pair's *difference*, MSE((pred_i - pred_j) - (target_i - target_j)) / 4.
     The plain loss is this plus the error of the pairs' means, MSE((err_i + err_j) / 2), so the
     term weighs up exactly the part of the gradient that tells the two apart (at high noise: the
@@ -214,12 +215,20 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
     cond_mask = cond_mask.to(device=x0.device, dtype=torch.bool)
     if cond_mask.shape != (b, t_frames):
         raise ValueError(f"cond_mask must be [B, T] = {(b, t_frames)}, got {tuple(cond_mask.shape)}")
+    if (paired or pair_weight > 0) and b % 2:
+        raise ValueError(f"{'pair_weight' if pair_weight > 0 else 'paired'}: the batch must hold pairs "
+                         f"(an even size), got {b}")
+    draws = b // 2 if paired else b
+
+    def repeat(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x]) if paired else x
+
     if timesteps is None:
-        timesteps = sample_timesteps(b, generator, num_tokens=num_tokens_for(x0.shape, patch_size),
-                                     shift=timestep_shift)
+        timesteps = repeat(sample_timesteps(draws, generator, num_tokens=num_tokens_for(x0.shape, patch_size),
+                                            shift=timestep_shift))
     timesteps = timesteps.to(device=x0.device, dtype=x0.dtype)
     if noise is None:
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        noise = repeat(torch.randn((draws,) + tuple(x0.shape[1:]), generator=generator, dtype=x0.dtype)).to(x0.device)
     tt = frame_timesteps(timesteps, t_frames, cond_mask)
     x_t = add_noise(x0, noise, tt)
     use_grounding = grounding_weight > 0 and grounding_fn is not None
@@ -240,8 +249,6 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
         ground = grounding_fn(maps)
         total = total + grounding_weight * ground
     if pair_weight > 0:
-        if b % 2:
-            raise ValueError(f"pair_weight: the batch must hold pairs (an even size), got {b}")
         half = b // 2
         diff = (pred[:half].float() - pred[half:].float()) - (target[:half].float() - target[half:].float())
         pair = 0.25 * (diff.pow(2) * weight[:half]).sum() / (weight[:half].sum() * c * h * w).clamp_min(1.0)

@@ -344,8 +344,7 @@ class Trainer:
                 loss = self.model(x, "loss")
             self._last_x = x
             return loss.float(), x.shape[0], {}
-        from ..diffusion.flow import (flow_matching_loss_terms, num_tokens_for, random_condition_mask,
-                                      sample_timesteps)
+        from ..diffusion.flow import flow_matching_loss_terms, random_condition_mask
 
         if "latents" in batch:
             z = batch["latents"].to(dev, non_blocking=True).float()
@@ -355,7 +354,9 @@ class Trainer:
         b = z.shape[0]
         # mirror pairs: a scene and its mirror share every random draw, so their losses differ only
         # by what the words and the mirrored clip change
-        pairs = self.cfg.data.mirror_pairs and b % 2 == 0
+        pairs = self.cfg.data.mirror_pairs
+        if pairs and b % 2:
+            raise KinemaError(f"data.mirror_pairs: a batch of {b} clips holds no whole pairs")
         draws = b // 2 if pairs else b
 
         def paired(x: torch.Tensor) -> torch.Tensor:
@@ -367,12 +368,6 @@ class Trainer:
             states, mask = self.text.encode(captions)
         states, mask = states.to(dev).float(), mask.to(dev)
         cond = paired(random_condition_mask(draws, z.shape[2], generator=self.gen))
-        timesteps = noise = None
-        if pairs:
-            # as flow_matching_loss_terms draws them when not given
-            timesteps = paired(sample_timesteps(draws, self.gen, num_tokens=num_tokens_for(z.shape),
-                                                shift=self.cfg.timestep_shift or None))
-            noise = paired(torch.randn((draws,) + tuple(z.shape[1:]), generator=self.gen)).to(dev)
         target_fn = None
         if self.teacher is not None:
             from ..diffusion.sampling import guidance_text, guided_velocity
@@ -385,13 +380,13 @@ class Trainer:
         grounding_fn = self._grounding_fn(batch, captions, z.shape) if self.cfg.grounding_loss_weight > 0 else None
         with self.autocast():
             terms = flow_matching_loss_terms(self.model, z, states, mask, cond_mask=cond, generator=self.gen,
-                                             timesteps=timesteps, noise=noise,
+                                             paired=pairs,
                                              target_fn=target_fn, foreground_fn=self.foreground,
                                              object_weight=self.cfg.object_loss_weight,
                                              timestep_shift=self.cfg.timestep_shift or None,
                                              grounding_fn=grounding_fn,
                                              grounding_weight=self.cfg.grounding_loss_weight,
-                                             pair_weight=self.cfg.pair_loss_weight if pairs else 0.0)
+                                             pair_weight=self.cfg.pair_loss_weight)
         parts = {}
         if terms.object is not None or terms.grounding is not None or terms.pair is not None:
             parts["flow_loss"] = terms.flow.detach()
