@@ -16,7 +16,6 @@ others; `--out` saves the result as a pipeline for `motion_words.py`.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -48,14 +47,13 @@ def pair_batch(pipe, specs: list) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     """(latents [2K, ...], text states, mask): the scenes, then their mirrors captioned with
     "left" and "right" swapped."""
     from kinema.world.captions import canonical_caption
+    from kinema.world.mirror import mirror_spec
     from kinema.world.render import render
 
     clips = torch.stack([torch.from_numpy(render(s).transpose(3, 0, 1, 2).copy()) for s in specs]).float()
     clips = clips / 127.5 - 1.0
     clips = torch.cat([clips, clips.flip(-1)])
-    captions = [canonical_caption(s) for s in specs]
-    swap = {"left": "right", "right": "left"}
-    captions += [re.sub(r"\b(left|right)\b", lambda m: swap[m.group(1)], c) for c in captions]
+    captions = [canonical_caption(s) for s in specs] + [canonical_caption(mirror_spec(s)) for s in specs]
     with torch.no_grad():
         latents = pipe.vae.encode(clips.to(pipe.device)).float()
         states, mask = pipe.text_encoder.encode(captions)

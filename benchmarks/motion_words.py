@@ -208,29 +208,35 @@ def probe_velocity(pipe, specs: list, timesteps: list[float]) -> list[str]:
     from kinema.world.render import render
 
     dit, te, vae = pipe.transformer, pipe.text_encoder, pipe.vae
+    inputs = {}  # per axis: each scene's clip moving the first word's way, and both words' text
+    for axis, (a, b) in AXES.items():
+        inputs[axis] = []
+        for spec in specs:
+            moved = replace(spec, objects=[replace(_with_motion(spec.objects[0], a),
+                                                   start=_with_motion_start(spec, a))])
+            clip = torch.from_numpy(render(moved).transpose(3, 0, 1, 2).copy()).float()[None] / 127.5 - 1.0
+            with torch.no_grad():
+                x0 = vae.encode(clip.to(pipe.device)).float()
+            words = []
+            for word in (a, b):
+                text = prompt(spec, word)
+                states, mask = te.encode([text])
+                words.append((states.to(x0.device), mask.to(x0.device), word_token(te, text, RENAMES.get(word, word))))
+            inputs[axis].append((x0, words))
     lines = []
     for t in timesteps:
         parts = []
-        for axis, (a, b) in AXES.items():
+        for axis in AXES:
             shares, diffs = [], []
-            for i, spec in enumerate(specs):
-                moved = replace(spec, objects=[replace(_with_motion(spec.objects[0], a),
-                                                       start=_with_motion_start(spec, a))])
-                clip = torch.from_numpy(render(moved).transpose(3, 0, 1, 2).copy()).float()[None] / 127.5 - 1.0
-                with torch.no_grad():
-                    x0 = vae.encode(clip.to(pipe.device)).float()
+            for i, (x0, words) in enumerate(inputs[axis]):
                 noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(i)).to(x0.device)
                 tt = torch.full((1, x0.shape[2]), float(t), device=x0.device)
                 x_t = add_noise(x0, noise, tt)
                 velocities = []
-                for word in (a, b):
-                    text = prompt(spec, word)
-                    states, mask = te.encode([text])
-                    token = word_token(te, text, RENAMES.get(word, word))
+                for states, mask, token in words:
                     maps: list = []
                     with torch.no_grad():
-                        velocities.append(dit(x_t, tt, states.to(x0.device), mask.to(x0.device),
-                                              cross_attention=maps).float())
+                        velocities.append(dit(x_t, tt, states, mask, cross_attention=maps).float())
                     shares.append(float(torch.stack([m[0, :, :, token].float().mean() for m in maps]).mean()))
                 diffs.append(float((velocities[0] - velocities[1]).pow(2).mean().sqrt()))
             parts.append(f"{axis} attention on the word {np.mean(shares):.3f}, "
