@@ -2,8 +2,8 @@
 
 The mirror of a scene has every start x at 1 - x and "left" and "right" motions swapped; its
 caption then says "right" (or "right of") wherever the scene's says "left", and the reverse. Every
-world shape is left-right symmetric, so the mirrored scene's frames are the scene's frames
-flipped, and rendering the mirrored spec gives them up to rounding at the objects' edges.
+world shape is left-right symmetric, so rendering the mirrored spec gives exactly the scene's
+frames flipped (the tests check it), and a training stream can flip instead of rendering again.
 """
 
 from __future__ import annotations
