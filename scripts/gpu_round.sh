@@ -11,7 +11,8 @@
 # BUCKETS (JSON), RELATION_CAPTIONS (0: never caption two objects by their relation),
 # FRAME_POSITION (1: add the transformer's frame-position layer), CROSS_POSITION (1: add the frame
 # position to every block's cross-attention queries), TEXT_REFINER (self-attention layers over the
-# text tokens; 0 = none), GROUNDING (grounding loss weight; 0 = off), PY.
+# text tokens; 0 = none), GROUNDING (grounding loss weight; 0 = off), TEACHER_LR (default 3e-4),
+# MIRROR_PAIRS (1: half of every batch is the other half mirrored), PY.
 # Back on the CPU, copy the shipped folder, put $OUT/student/*.safetensors in its transformer/ and
 # run `kinema eval` on it. A failed teacher run at batch B is retried once at batch 64.
 set -u
@@ -41,10 +42,11 @@ if [ "${SHM_GB:-0}" -lt 40 ] && [ "$B" -gt 128 ]; then B=128; BATCHES=$((BATCHES
 configs() {  # $1 teacher seconds, $2 distil seconds
   $PY scripts/gpu_round_configs.py "$CFG" --batch "$B" --cache-batches "$BATCHES" --teacher-s "$1" \
     --distill-s "$2" --init "$INIT" --workers "$WORKERS" --teacher-out "$RUNS/teacher" \
-    --cache-dir "$RUNS/lcache_b$B$( [ "${RELATION_CAPTIONS:-1}" = 0 ] && echo _norel )" ${TE:+--text-encoder "$TE"} ${BUCKETS:+--buckets "$BUCKETS"} \
+    --cache-dir "$RUNS/lcache_b$B$( [ "${RELATION_CAPTIONS:-1}" = 0 ] && echo _norel )$( [ "${MIRROR_PAIRS:-0}" = 1 ] && echo _mirror )" ${TE:+--text-encoder "$TE"} ${BUCKETS:+--buckets "$BUCKETS"} \
     $( [ "${FRAME_POSITION:-0}" = 1 ] && echo --frame-position ) \
     $( [ "${CROSS_POSITION:-0}" = 1 ] && echo --cross-position ) --grounding "${GROUNDING:-0}" \
-    --text-refiner "${TEXT_REFINER:-0}" $( [ "${RELATION_CAPTIONS:-1}" = 0 ] && echo --no-relation-captions )
+    --text-refiner "${TEXT_REFINER:-0}" $( [ "${RELATION_CAPTIONS:-1}" = 0 ] && echo --no-relation-captions ) \
+    --teacher-lr "${TEACHER_LR:-3e-4}" $( [ "${MIRROR_PAIRS:-0}" = 1 ] && echo --mirror-pairs )
 }
 train() {  # $1 teacher|distill
   echo "== $1: batch $B, cache $BATCHES batches, at $(el) s"

@@ -88,3 +88,22 @@ def test_relation_captions_off_and_a_teacher_from_scratch(tmp_path):
     teacher = resolve("dit", "tiny", str(out / "teacher.json"))
     assert teacher.init == "src/kinema/weights/kinema-tiny" and teacher.data.relation_captions is True
     assert "relation_captions" not in json.loads((out / "teacher.json").read_text())["data"]
+
+
+def test_teacher_lr_and_mirror_pairs_reach_the_runs_they_name(tmp_path):
+    from kinema.train.config import resolve
+
+    kw = dict(batch=8, cache_batches=4, teacher_s=30, distill_s=10, init="src/kinema/weights/kinema-tiny",
+              text_encoder=None, workers=0, cache_dir=str(tmp_path / "cache"), teacher_out=str(tmp_path / "t"),
+              buckets=[[32, 32, 5], [32, 32, 1, 16]])
+    plain_teacher, plain_distill = _module().round_configs(**kw)
+    teacher, distill = _module().round_configs(**kw, teacher_lr=5e-5, mirror_pairs=True)
+    assert plain_teacher["optim"]["lr"] == 3e-4 and "mirror_pairs" not in plain_teacher["data"]
+    resolved = {}
+    for name, cfg in (("teacher", teacher), ("distill", distill)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(cfg))
+        resolved[name] = resolve("dit", "tiny", str(path))
+        assert resolved[name].data.mirror_pairs is True
+    assert resolved["teacher"].optim.lr == 5e-5
+    assert resolved["distill"].optim.lr == plain_distill["optim"]["lr"] == 1e-4
