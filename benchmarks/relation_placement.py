@@ -6,7 +6,8 @@ the relation prompts of a `kinema eval` run and, where the video shows both aske
 object found by its colour alone: the two colours of a relation prompt differ), judges their
 placement where they were first seen by the analyzer's rule. It prints how often that placement is
 the asked relation, the reverse of it (e.g. "right of" for "left of"), another relation, or
-unclear: a model that ignores the words places the pair right about as often as reversed.
+unclear: a model that ignores the words places the pair right about as often as reversed. Each
+split is also told by axis: "left of" / "right of" prompts apart from "above" / "below" ones.
 
     python benchmarks/relation_placement.py RUN_OR_SAMPLES [RUN_OR_SAMPLES ...]
 
@@ -27,6 +28,7 @@ from kinema.world.spec import SceneSpec
 
 REVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 OUTCOMES = ("asked", "reversed", "other", "unclear")
+AXES = {"left of": "left/right", "right of": "left/right", "above": "above/below", "below": "above/below"}
 
 
 def placement(record: dict) -> str | None:
@@ -52,14 +54,28 @@ def placement(record: dict) -> str | None:
     return "asked" if got == want else "reversed" if got == REVERSE[want] else "other"
 
 
+def asked_axis(record: dict) -> str:
+    """'left/right' or 'above/below': the axis the prompt's relation is on."""
+    return AXES[relation_between(SceneSpec.from_dict(record["spec"]), 0, 1)]
+
+
+def _counts(rows: list[dict]) -> dict:
+    placed = [p for p in map(placement, rows) if p is not None]
+    return {"prompts": len(rows), "both_colours": len(placed), **Counter(placed)}
+
+
 def tally(rows: list[dict]) -> dict:
     relation_rows = [r for r in rows if r["category"] == "relation"]
-    out = {}
-    for split in sorted({r["split"] for r in relation_rows}):
-        mine = [r for r in relation_rows if r["split"] == split]
-        placed = [p for p in map(placement, mine) if p is not None]
-        out[split] = {"prompts": len(mine), "both_colours": len(placed), **Counter(placed)}
-    return out
+    return {split: _counts([r for r in relation_rows if r["split"] == split])
+            for split in sorted({r["split"] for r in relation_rows})}
+
+
+def tally_by_axis(rows: list[dict]) -> dict:
+    """{(split, axis): counts} for the relation prompts, axis as in `asked_axis`."""
+    relation_rows = [r for r in rows if r["category"] == "relation"]
+    keys = sorted({(r["split"], asked_axis(r)) for r in relation_rows})
+    return {(split, axis): _counts([r for r in relation_rows if r["split"] == split and asked_axis(r) == axis])
+            for split, axis in keys}
 
 
 def share(k: int, n: int) -> str:
@@ -73,14 +89,22 @@ def main() -> None:
         sys.exit(__doc__)
     for path in sys.argv[1:]:
         try:
-            result = tally(read_samples(path))
+            rows = read_samples(path)
+            result, by_axis = tally(rows), tally_by_axis(rows)
         except KinemaError as exc:
             sys.exit(f"relation_placement: {exc}")
         print(path)
         for split, c in result.items():
-            n = c["both_colours"]
-            parts = [f"{outcome} {share(c.get(outcome, 0), n)}" for outcome in OUTCOMES]
-            print(f"  {split}: {c['prompts']} videos, both colours shown in {n}; placement: " + ", ".join(parts))
+            print(f"  {split}: {_line(c)}")
+            for (axis_split, axis), c_axis in by_axis.items():
+                if axis_split == split:
+                    print(f"    {axis}: {_line(c_axis)}")
+
+
+def _line(c: dict) -> str:
+    n = c["both_colours"]
+    parts = [f"{outcome} {share(c.get(outcome, 0), n)}" for outcome in OUTCOMES]
+    return f"{c['prompts']} videos, both colours shown in {n}; placement: " + ", ".join(parts)
 
 
 if __name__ == "__main__":

@@ -40,3 +40,20 @@ def test_old_samples_without_positions_are_named():
         del d["first_xy"]
     with pytest.raises(KinemaError, match="first_xy"):
         mod.placement(record)
+
+
+def test_tally_by_axis_keeps_left_right_apart_from_above_below():
+    mod = _module()
+    items = [make_item("relation", "seen", i) for i in range(40)]
+    axes = {mod.asked_axis({"spec": it.spec.to_dict()}) for it in items}
+    assert axes == {"left/right", "above/below"}
+    records = []
+    for it in items:
+        a, b = it.spec.objects
+        records.append(_record(it, {a.color: it.spec.center(a, 0), b.color: it.spec.center(b, 0)}))
+    by_axis = mod.tally_by_axis(records)
+    assert set(by_axis) == {("seen", "left/right"), ("seen", "above/below")}
+    assert sum(c["prompts"] for c in by_axis.values()) == 40
+    for (split, axis), c in by_axis.items():
+        assert c["asked"] == c["both_colours"] == c["prompts"]
+        assert c["prompts"] == sum(mod.asked_axis(r) == axis for r in records)
