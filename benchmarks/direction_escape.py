@@ -48,10 +48,10 @@ def pair_batch(pipe, specs: list) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     "left" and "right" swapped."""
     from kinema.world.captions import canonical_caption
     from kinema.world.mirror import mirror_spec
+    from kinema.video import Video
     from kinema.world.render import render
 
-    clips = torch.stack([torch.from_numpy(render(s).transpose(3, 0, 1, 2).copy()) for s in specs]).float()
-    clips = clips / 127.5 - 1.0
+    clips = torch.stack([Video(render(s)).to_tensor() for s in specs])
     clips = torch.cat([clips, clips.flip(-1)])
     captions = [canonical_caption(s) for s in specs] + [canonical_caption(mirror_spec(s)) for s in specs]
     with torch.no_grad():

@@ -205,6 +205,7 @@ def probe_velocity(pipe, specs: list, timesteps: list[float]) -> list[str]:
     from dataclasses import replace
 
     from kinema.diffusion.flow import add_noise
+    from kinema.video import Video
     from kinema.world.render import render
 
     dit, te, vae = pipe.transformer, pipe.text_encoder, pipe.vae
@@ -214,7 +215,7 @@ def probe_velocity(pipe, specs: list, timesteps: list[float]) -> list[str]:
         for spec in specs:
             moved = replace(spec, objects=[replace(_with_motion(spec.objects[0], a),
                                                    start=_with_motion_start(spec, a))])
-            clip = torch.from_numpy(render(moved).transpose(3, 0, 1, 2).copy()).float()[None] / 127.5 - 1.0
+            clip = Video(render(moved)).to_tensor()[None]
             with torch.no_grad():
                 x0 = vae.encode(clip.to(pipe.device)).float()
             words = []

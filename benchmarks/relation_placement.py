@@ -72,10 +72,11 @@ def tally(rows: list[dict]) -> dict:
 
 def tally_by_axis(rows: list[dict]) -> dict:
     """{(split, axis): counts} for the relation prompts, axis as in `asked_axis`."""
-    relation_rows = [r for r in rows if r["category"] == "relation"]
-    keys = sorted({(r["split"], asked_axis(r)) for r in relation_rows})
-    return {(split, axis): _counts([r for r in relation_rows if r["split"] == split and asked_axis(r) == axis])
-            for split, axis in keys}
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if r["category"] == "relation":
+            groups.setdefault((r["split"], asked_axis(r)), []).append(r)
+    return {key: _counts(groups[key]) for key in sorted(groups)}
 
 
 def share(k: int, n: int) -> str:
