@@ -86,25 +86,32 @@ def main() -> None:
     pipe = Pipeline.from_pretrained(args.model) if args.model else Pipeline.from_pretrained()
     items = [make_item(c, s, i) for c in args.categories.split(",") for s in ("seen", "heldout")
              for i in range(args.n)]
-    pool = ProcessPoolExecutor(2)
-    results = {}
-    for a, lam in [tuple(map(float, c.split(":"))) for c in args.configs.split(",")]:
-        t0 = time.perf_counter()
-        futs = []
-        for start in range(0, len(items), 8):
-            chunk = items[start:start + 8]
-            for it, frames in zip(chunk, generate(pipe, chunk, args.seed, a, lam)):
-                futs.append((it, pool.submit(_analyze_and_judge, (it.category, it.spec.to_dict(), frames))))
-        rows = {}
-        for it, f in futs:
-            _, v = f.result()
-            key = f"{it.category}/{it.split}"
-            r = rows.setdefault(key, {"n": 0, "binding": 0, "relation": 0, "everything": 0})
-            r["n"] += 1
-            for k in ("binding", "relation", "everything"):
-                r[k] += bool(v.get(k))
-        results[(a, lam)] = rows
-        print(f"full={a} sub={lam} ({time.perf_counter() - t0:.0f} s)", json.dumps(rows), flush=True)
+    with ProcessPoolExecutor(2) as pool:
+        for a, lam in _configs(args.configs):
+            _run_config(pipe, pool, items, args.seed, a, lam)
+
+
+def _configs(text: str) -> list[tuple[float, float]]:
+    return [tuple(map(float, c.split(":"))) for c in text.split(",")]
+
+
+def _run_config(pipe, pool, items, seed: int, a: float, lam: float) -> None:
+    """Generate and judge `items` with one weighting; print the counts per category and split."""
+    t0 = time.perf_counter()
+    futs = []
+    for start in range(0, len(items), 8):
+        chunk = items[start:start + 8]
+        for it, frames in zip(chunk, generate(pipe, chunk, seed, a, lam)):
+            futs.append((it, pool.submit(_analyze_and_judge, (it.category, it.spec.to_dict(), frames))))
+    rows = {}
+    for it, f in futs:
+        _, v = f.result()
+        key = f"{it.category}/{it.split}"
+        r = rows.setdefault(key, {"n": 0, "binding": 0, "relation": 0, "everything": 0})
+        r["n"] += 1
+        for k in ("binding", "relation", "everything"):
+            r[k] += bool(v.get(k))
+    print(f"full={a} sub={lam} ({time.perf_counter() - t0:.0f} s)", json.dumps(rows), flush=True)
 
 
 if __name__ == "__main__":
