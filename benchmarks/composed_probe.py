@@ -3,7 +3,7 @@
 Composable guidance (Liu et al. 2022) with the distilled model, whose every call already carries
 guidance 5: v = a v(full) + lam sum_k v(object_k) + (1 - a - 2 lam) v(""). Each object's
 sub-prompt is the canonical caption of the item's scene with that object alone (same background),
-i.e. a perfect parse of the prompt. "1:0" is the shipped sampling (one call a step); the others
+i.e. a perfect parse of the prompt. "1:0" is the model's own sampling (one call a step); the others
 take four calls a step. Prints, per category and split, how many videos the analyzer judges right
 in binding, relation and everything, on the benchmark's first `--n` binding and relation prompts.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -52,12 +53,21 @@ def sub_prompts(spec) -> list[str]:
     return out
 
 
-def generate(pipe, items, seed: int, a: float, lam: float, steps: int = 20) -> list:
-    """Decoded uint8 videos [T, H, W, 3] of 128x128x24 for `items`, sampled as the shipped model is."""
+def generate(pipe, items, seed: int, a: float, lam: float) -> list:
+    """Decoded uint8 videos [T, H, W, 3] for `items` (all of one size and length), sampled as
+    `pipe.generate_batch` samples them: the same per-seed noise and the model's own steps,
+    sampler and shift; only the velocity is the composed one."""
+    settings = pipe.resolve_sampling()
+    if settings["guidance"] != 1.0:
+        raise SystemExit(f"composed_probe: the model samples with guidance {settings['guidance']:g}; "
+                         "the probe composes distilled calls (guidance 1)")
+    spec = items[0].spec
+    run = _Run(pipe, spec.width, spec.height, settings["steps"], 1.0, settings["sampler"], 0, settings["shift"])
+    frames = 1 + math.ceil((spec.num_frames - 1) / pipe.temporal_factor)
     b = len(items)
     gens = [torch.Generator().manual_seed(seed) for _ in items]
-    lat = (1, pipe.latent_channels, 7, 16, 16)
-    noise = torch.cat([torch.randn(lat, generator=g) for g in gens])
+    noise = torch.cat([torch.randn((1, pipe.latent_channels, frames, run.lat_h, run.lat_w), generator=g)
+                       for g in gens])
     full = [it.prompt for it in items]
     if lam == 0 and a == 1:
         texts, weights = full, [1.0]
@@ -68,11 +78,10 @@ def generate(pipe, items, seed: int, a: float, lam: float, steps: int = 20) -> l
     states, mask = pipe.encode_text(texts)
     model = Composed(pipe.transformer, states, mask, weights)
     with pipe.denoise_precision_context():
-        z = sample(model, noise, states[:b], mask[:b], guidance=1.0, steps=steps, shift=6.0,
-                   sampler="multistep").float()
-    run = _Run(pipe, 128, 128, steps, 1.0, "multistep", 0, 6.0)
-    eng = _Engine(run, None, 0)
-    return [_float_to_u8(eng.decode(z[i:i + 1])[:, :24]) for i in range(b)]
+        z = sample(model, noise, states[:b], mask[:b], guidance=1.0, steps=run.steps, sampler=run.sampler,
+                   shift=pipe._shift(frames, run.lat_h, run.lat_w, run.shift)).float()
+    engine = _Engine(run, None, 0)
+    return [_float_to_u8(engine.decode(z[i:i + 1])[:, :spec.num_frames]) for i in range(b)]
 
 
 def main() -> None:
