@@ -4,6 +4,10 @@ MiniLM recorded as the text encoder, and the model named.
 
     python scripts/ship_model.py runs/kinema-tiny/dit/final src/kinema/weights/kinema-tiny [--name kinema-tiny]
         [--vae runs/decoder/final] [--steps N] [--sampler euler|heun|multistep] [--shift S]
+        [--guidance G] [--planner runs/planner]
+
+--planner ships a scene planner (`kinema train planner`: its OUT folder or OUT/planner) with a
+transformer trained with layout channels.
 
 --vae ships another autoencoder with the transformer: one whose decoder was fine-tuned
 (`vae_trainable: "decoder"`), so its encoder and latent statistics must equal the trained one's.
@@ -33,6 +37,10 @@ def main() -> None:
     ap.add_argument("--shift", type=float, default=None,
                     help="fixed sampling time shift to record instead of the token-count rule (one that passed "
                     "kinema eval --shift against the rule)")
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="default guidance scale to record (one that passed kinema eval)")
+    ap.add_argument("--planner", default=None,
+                    help="the scene planner to ship (OUT or OUT/planner of `kinema train planner`)")
     args = ap.parse_args()
     if args.steps is not None and args.steps < 1:
         sys.exit("--steps: must be at least 1")
@@ -71,7 +79,19 @@ def main() -> None:
         defaults["sampler"] = args.sampler
     if args.shift is not None:
         defaults["shift"] = args.shift
-    pipe = Pipeline(vae, dit, text, defaults)
+    if args.guidance is not None:
+        defaults["guidance"] = args.guidance
+    planner = None
+    if args.planner:
+        from kinema.layout.planner import PlannerConfig, ScenePlanner
+
+        folder = Path(args.planner)
+        if not (folder / "config.json").is_file():
+            folder = folder / "planner"
+        if not (folder / "config.json").is_file():
+            sys.exit(f"--planner: {args.planner} holds no planner (no config.json in it or in its planner/)")
+        planner = _load_component(folder.parent, folder.name, PlannerConfig, ScenePlanner)
+    pipe = Pipeline(vae, dit, text, defaults, planner=planner)
     out = pipe.save_pretrained(args.target, dtype=torch.float16, max_shard_mb=15.0)
     # The shipped model always uses the packaged MiniLM, whatever copy training read it from.
     te_path = out / "text_encoder" / "config.json"

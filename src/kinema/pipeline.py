@@ -81,6 +81,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "decode_precision": "auto",  # auto: bf16 on a CPU with native bf16 (3x faster decode), else fp32
     "denoise_precision": "auto",  # auto: the transformer's matmuls in bf16 on a CPU with AMX, else fp32
     "max_frames": 1000,
+    "layout": True,  # text->video with a scene planner and a layout transformer: plan the scene first
 }
 
 MIN_SIDE, MAX_SIDE = 32, 1024
@@ -205,8 +206,12 @@ class _Run:
     """What one generate() call needs in its windows."""
 
     def __init__(self, pipe: "Pipeline", width: int, height: int, steps: int, guidance: float, sampler: str,
-                 seed: int, shift: float | None = None, states=None, mask=None, ustates=None, umask=None):
+                 seed: int, shift: float | None = None, states=None, mask=None, ustates=None, umask=None,
+                 layout: bool = False):
         self.pipe = pipe
+        self.seed = int(seed)
+        self.use_layout = bool(layout)
+        self.plan: dict | None = None  # what the scene planner made of the prompt (text->video)
         self.width, self.height = width, height
         m = pipe.size_multiple
         self.gen_width, self.gen_height = _round_up(width, m), _round_up(height, m)
@@ -272,8 +277,10 @@ class _Engine:
         return cond, mask
 
     @torch.no_grad()
-    def window(self, n: int, first=None, last=None, init=None, start_t: float = 1.0) -> torch.Tensor:
-        """Denoise one window of n latent frames with given first/last latent frames."""
+    def window(self, n: int, first=None, last=None, init=None, start_t: float = 1.0,
+               layout: torch.Tensor | None = None) -> torch.Tensor:
+        """Denoise one window of n latent frames with given first/last latent frames (and a scene
+        layout [1, K, n, h, w] for a layout transformer)."""
         run, pipe = self.run, self.pipe
         shape = (1, pipe.latent_channels, n, run.lat_h, run.lat_w)
         noise = torch.randn(shape, generator=run.generator).to(pipe.device)
@@ -292,7 +299,7 @@ class _Engine:
                 guidance=run.guidance, steps=run.steps, shift=pipe._shift(n, run.lat_h, run.lat_w, run.shift),
                 cond_latents=cond if bool(mask.any()) else None, cond_mask=mask if bool(mask.any()) else None,
                 start_t=start_t, init_latents=init, sampler=run.sampler, progress=report,
-                generators=[run.generator],
+                generators=[run.generator], layout=layout,
             ).float()
         self.timings["denoise"] += time.perf_counter() - t0
         self.windows.append({"latents": z, "cond_latents": cond, "cond_mask": mask, "start_t": start_t})
@@ -317,7 +324,7 @@ class _DryEngine(_Engine):
     def decode(self, z):
         return torch.zeros(3, 1 + self.ft * (z.shape[2] - 1), 1, 1)
 
-    def window(self, n, first=None, last=None, init=None, start_t=1.0):
+    def window(self, n, first=None, last=None, init=None, start_t=1.0, layout=None):
         run = self.run
         shift = self.pipe._shift(n, run.lat_h, run.lat_w, run.shift)
         self.total += len(edit_schedule(run.steps, shift, start_t)) - 1
@@ -331,10 +338,11 @@ class _DryEngine(_Engine):
 class Pipeline:
     """Text (and image and clip) to video. Not thread-safe: `last_*` attributes describe the last call."""
 
-    def __init__(self, vae, transformer, text_encoder, config: dict | None = None):
+    def __init__(self, vae, transformer, text_encoder, config: dict | None = None, planner=None):
         self.vae = vae
         self.transformer = transformer
         self.text_encoder = text_encoder
+        self.planner = planner  # kinema.layout.ScenePlanner, for a transformer with layout channels
         cfg = dict(DEFAULT_CONFIG)
         unknown = sorted(set(config or {}) - set(DEFAULT_CONFIG))
         if unknown:
@@ -344,6 +352,8 @@ class Pipeline:
         self._check_components()
         self.vae.eval()
         self.transformer.eval()
+        if self.planner is not None:
+            self.planner.eval()
         self.last_windows: list[dict] = []
         self.last_latents: torch.Tensor | None = None
         self.last_timings: dict[str, float] = {}
@@ -392,6 +402,14 @@ class Pipeline:
             raise KinemaError(
                 f"the transformer expects {d_dit}-d text states but the text encoder gives {d_text}-d"
             )
+        if self.planner is not None:
+            if not _dit_attr(self.transformer, ("layout_channels",)):
+                raise KinemaError("the model has a scene planner but its transformer takes no layout "
+                                  "(layout_channels 0)")
+            d_plan = self.planner.config.text_dim
+            if d_text is not None and int(d_plan) != int(d_text):
+                raise KinemaError(f"the scene planner reads {d_plan}-d text states but the text encoder gives "
+                                  f"{d_text}-d")
         if int(self.config["max_latent_frames"]) < 2:
             raise KinemaError("max_latent_frames must be at least 2")
         # a bad value fails at load, not after denoising
@@ -402,6 +420,8 @@ class Pipeline:
     def to(self, device) -> "Pipeline":
         self.vae.to(device)
         self.transformer.to(device)
+        if self.planner is not None:
+            self.planner.to(device)
         if hasattr(self.text_encoder, "to"):
             self.text_encoder.to(device)
         return self
@@ -467,12 +487,17 @@ class Pipeline:
         transformer = _load_component(root, "transformer", DiTConfig, VideoDiT)
         te_cfg = _read_json(root / "text_encoder" / "config.json", "text_encoder")
         text_encoder = _load_text_encoder(root, te_cfg)
+        planner = None
+        if (root / "planner").is_dir():  # optional: the scene planner of a layout transformer
+            from .layout.planner import PlannerConfig, ScenePlanner
+
+            planner = _load_component(root, "planner", PlannerConfig, ScenePlanner)
         defaults = index.get("defaults") or {}
         if not isinstance(defaults, dict):
             raise KinemaError(f"{root / MODEL_INDEX}: 'defaults' must be an object")
         config = {k: v for k, v in defaults.items() if k in DEFAULT_CONFIG}
         config.setdefault("model_name", index.get("name") or root.name)
-        pipe = cls(vae, transformer, text_encoder, config)
+        pipe = cls(vae, transformer, text_encoder, config, planner=planner)
         pipe.source = str(root)
         return pipe.to(device)
 
@@ -499,8 +524,13 @@ class Pipeline:
                 "text_encoder": ["kinema.models.text", type(self.text_encoder).__name__],
                 "defaults": self.config,
             }
+            if self.planner is not None:
+                index["planner"] = ["kinema.layout.planner", type(self.planner).__name__]
             _write_json(tmp / MODEL_INDEX, index)
-            for comp, model in (("vae", self.vae), ("transformer", self.transformer)):
+            components = [("vae", self.vae), ("transformer", self.transformer)]
+            if self.planner is not None:
+                components.append(("planner", self.planner))
+            for comp, model in components:
                 (tmp / comp).mkdir()
                 _write_json(tmp / comp / "config.json", _config_dict(model.config))
                 state = {k: v.detach().to("cpu", dtype if (dtype is not None and v.is_floating_point()) else v.dtype)
@@ -534,12 +564,16 @@ class Pipeline:
     def resolve_sampling(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
                          shift: float | None = None) -> dict[str, Any]:
         """The steps, guidance, sampler and shift a request with these values would use (None:
-        the model's default; a shift of None means the token-count rule), and the transformer's
-        matmul precision on this pipeline's device ("fp32" or "bf16")."""
+        the model's default; a shift of None means the token-count rule), the transformer's
+        matmul precision on this pipeline's device ("fp32" or "bf16"), and for a model with a scene
+        planner whether text->video plans a layout ("planned" or "off")."""
         _, _, steps, guidance, sampler, shift = self._sampling_settings(None, steps, guidance, sampler, shift)
         low = self._denoise_dtype() == torch.bfloat16
-        return {"steps": steps, "guidance": guidance, "sampler": sampler, "shift": shift,
-                "precision": "bf16" if low else "fp32"}
+        settings = {"steps": steps, "guidance": guidance, "sampler": sampler, "shift": shift,
+                    "precision": "bf16" if low else "fp32"}
+        if self.planner is not None:
+            settings["layout"] = "planned" if self._layout_on(None) else "off"
+        return settings
 
     def _denoise_dtype(self) -> torch.dtype:
         """The transformer's matmul dtype while denoising on this pipeline's device."""
@@ -569,17 +603,48 @@ class Pipeline:
                 raise KinemaError(f"shift must be above 0 and at most 100, got {shift}")
         return width, height, steps, guidance, sampler, shift
 
+    # ----- scene layout -----------------------------------------------------------------------
+    def _layout_on(self, layout: bool | None) -> bool:
+        """Whether text->video plans a layout: asked (or the config's default), and the model can."""
+        wanted = self.config.get("layout", True) if layout is None else layout
+        if not isinstance(wanted, bool):
+            raise KinemaError(f"layout must be true or false, got {wanted!r}")
+        return wanted and self.planner is not None
+
+    @torch.no_grad()
+    def plan_layouts(self, states: torch.Tensor, mask: torch.Tensor, seeds: list[int], latent_frames: int,
+                     lat_h: int, lat_w: int) -> tuple[torch.Tensor, list[dict | None]]:
+        """The scene planner's reading of each prompt, placed in the frame (positions drawn from
+        each seed), as layouts [B, K, latent_frames, lat_h, lat_w] and as a dict per prompt for the
+        video's metadata (None, and an empty layout, where the planner is unsure of the prompt)."""
+        from .layout import layout_batch
+        from .layout.placement import place_plan
+
+        ft, fs = self.temporal_factor, self.spatial_factor
+        frames = 1 + ft * (latent_frames - 1)
+        specs, described = [], []
+        for plan, seed in zip(self.planner.plan(states.float(), mask), seeds):
+            spec = None
+            if plan is not None:
+                spec = place_plan(plan, lat_w * fs, lat_h * fs, frames, np.random.default_rng([int(seed), 71]))
+            specs.append(spec)
+            described.append(None if spec is None else {
+                **plan.to_dict(), "starts": [[round(o.start[0], 4), round(o.start[1], 4)] for o in spec.objects]})
+        return layout_batch(specs, latent_frames, lat_h, lat_w, ft).to(self.device), described
+
     # ----- generation -------------------------------------------------------------------------
     def generate(self, prompt: str, *, seconds: float | None = None, num_frames: int | None = None,
                  size: str | tuple[int, int] | None = None, fps: float | None = None, steps: int | None = None,
                  guidance: float | None = None, negative_prompt: str | None = None, seed: int = 0,
                  image=None, video=None, end_video=None, mode: str | None = None, strength: float | None = None,
                  loop: bool = False, sampler: str | None = None, shift: float | None = None,
-                 progress: bool | Callable[[int, int], None] = True, return_latents: bool = False):
+                 progress: bool | Callable[[int, int], None] = True, return_latents: bool = False,
+                 layout: bool | None = None):
         """Generate a video; see the module docstring for modes and frame counts.
 
         Returns a `Video` (or `(video, windows)` with return_latents=True, where each window is a
         dict of the final `latents`, the `cond_latents` and the `cond_mask` of given frames).
+        `layout` (default: the config's) lets a model with a scene planner plan text->video first.
         """
         t_start = time.perf_counter()
         cfg = self.config
@@ -605,7 +670,8 @@ class Pipeline:
         fps = _check_float(fps, "fps", 1.0, 240.0)
         count = self._frame_count(mode, seconds, num_frames, fps, video_u8)
 
-        run = _Run(self, width, height, steps, guidance, sampler, int(seed), shift)
+        run = _Run(self, width, height, steps, guidance, sampler, int(seed), shift,
+                   layout=self._layout_on(layout))
         dry = _DryEngine(run)
         self._run_mode(dry, mode, count, image_u8, video_u8, end_u8, strength)
 
@@ -658,6 +724,8 @@ class Pipeline:
             "num_frames": int(frames.shape[0]),
             "fps": fps,
         }
+        if run.plan is not None:
+            metadata["plan"] = run.plan
         if mode == "edit":
             metadata["strength"] = strength
         if mode == "loop":
@@ -675,7 +743,8 @@ class Pipeline:
                        seconds: float | None = None, size: str | tuple[int, int] | None = None,
                        fps: float | None = None, steps: int | None = None, guidance: float | None = None,
                        negative_prompt: str | None = None, sampler: str | None = None,
-                       shift: float | None = None, progress: bool = False) -> list[Video]:
+                       shift: float | None = None, progress: bool = False,
+                       layout: bool | None = None) -> list[Video]:
         """Text->video for many prompts at once, one window each, batched through the transformer.
 
         Each video equals `generate(prompt, seed=seed, ...)` up to float rounding: the same
@@ -702,11 +771,14 @@ class Pipeline:
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         noise = torch.cat([torch.randn(shape, generator=g) for g in generators])
         states, mask = self.encode_text(prompts + [negative])
+        layouts, plans = None, [None] * len(prompts)
+        if self._layout_on(layout):
+            layouts, plans = self.plan_layouts(states[:-1], mask[:-1], seeds, n, run.lat_h, run.lat_w)
         with self.denoise_precision_context():
             z = sample(self.transformer, noise.to(self.device), states[:-1], mask[:-1], uncond_states=states[-1:],
                        uncond_mask=mask[-1:], guidance=guidance, steps=steps,
                        shift=self._shift(n, run.lat_h, run.lat_w, shift), sampler=sampler,
-                       generators=generators).float()
+                       generators=generators, layout=layouts).float()
         engine = _Engine(run, None, 0)
         videos = []
         for i, prompt in enumerate(prompts):
@@ -715,6 +787,8 @@ class Pipeline:
                     "seed": int(seeds[i]), "mode": "t2v", "steps": steps, "guidance": guidance,
                     "sampler": sampler, "shift": shift, "size": f"{width}x{height}", "num_frames": count,
                     "fps": fps}
+            if plans[i] is not None:
+                meta["plan"] = plans[i]
             videos.append(Video(_float_to_u8(_resize(frames, height, width)), fps=fps, metadata=meta))
         return videos
 
@@ -841,7 +915,11 @@ class Pipeline:
         """`count` frames from text alone: one window, then forward extension."""
         ft, lmax = e.ft, int(self.config["max_latent_frames"])
         n = min(lmax, 1 + math.ceil((count - 1) / ft))
-        frames = e.decode(e.window(n))[:, :count]
+        layout = None
+        if e.run.use_layout and not isinstance(e, _DryEngine):
+            layouts, plans = self.plan_layouts(e.run.states, e.run.mask, [e.run.seed], n, e.run.lat_h, e.run.lat_w)
+            layout, e.run.plan = layouts, plans[0]
+        frames = e.decode(e.window(n, layout=layout))[:, :count]
         if frames.shape[1] < count:
             frames = torch.cat([frames, self._extend_forward(e, frames, count - frames.shape[1])], dim=1)
         return frames

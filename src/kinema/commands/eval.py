@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sampler (default: the model's)")
     p.add_argument("--shift", type=float, default=None,
                    help="sampling time shift, > 1 spends more steps at high noise (default: the model's)")
+    p.add_argument("--no-layout", action="store_true",
+                   help="a model with a scene planner: do not plan the scenes (the words alone steer)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=None, help="analyzer processes")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -39,6 +41,8 @@ def _eval(args) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     pipe = Pipeline.from_pretrained(args.model, device=device)
+    if args.no_layout:
+        pipe.config["layout"] = False
     report = run_eval(pipe, args.output, n=args.n, seeds=tuple(range(args.seeds)), steps=args.steps,
                       guidance=args.guidance, sampler=args.sampler, shift=args.shift, batch_size=args.batch_size,
                       workers=args.workers, model_name=args.model or "kinema-tiny")

@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shift", type=float, default=None,
                    help="sampling time shift; above 1 spends more steps at high noise, where the layout "
                    "is decided (default: the model's)")
+    p.add_argument("--no-layout", action="store_true",
+                   help="do not plan the scene first (a model with a scene planner then goes by the words alone)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or timings")
     p.add_argument("--contact-sheet", default=None, metavar="PNG", help="also write a contact sheet of the result")
@@ -91,7 +93,7 @@ def handler(args: argparse.Namespace) -> int:
         steps=args.steps, guidance=args.guidance, negative_prompt=args.negative, seed=args.seed,
         image=args.image, video=args.video, end_video=args.end_video, mode=args.mode,
         strength=args.strength, loop=args.loop, sampler=args.sampler, shift=args.shift,
-        progress=not args.quiet,
+        progress=not args.quiet, layout=False if args.no_layout else None,
     )
     if suffix == ".png" and video.num_frames != 1:
         raise KinemaError(f"output {args.output!r}: a .png holds one frame, this result has {video.num_frames}; use .mp4 or .gif")
@@ -104,6 +106,10 @@ def handler(args: argparse.Namespace) -> int:
         _write_timings(args.timings_json, pipe, video, startup=t_startup, load=t_load, write=t_write,
                        total=time.perf_counter() - PROCESS_START)
     if not args.quiet:
+        if video.metadata.get("plan"):
+            from ..layout.planner import describe_plan
+
+            print(f"kinema: planned {describe_plan(video.metadata['plan'])}", file=sys.stderr)
         t = pipe.last_timings
         encode = f"encode {t['encode']:.2f}s " if t.get("encode") else ""
         print(

@@ -1,7 +1,8 @@
-"""`kinema train vae|dit`: train the autoencoder or the diffusion transformer.
+"""`kinema train vae|dit|planner`: train the autoencoder, the diffusion transformer or the scene planner.
 
     kinema train vae --preset tiny --out runs/vae
     kinema train dit --preset tiny --vae runs/vae/final --out runs/dit
+    kinema train planner --out runs/planner
     torchrun --nproc_per_node 4 -m kinema.cli train dit --preset tiny --vae runs/vae/final --out runs/dit
 """
 
@@ -24,7 +25,8 @@ def register(subparsers) -> None:
         epilog="Outputs in --out: checkpoints/step_*/ (resumable), metrics.jsonl, config.json and final/ "
                "(vae: config.json + diffusion_pytorch_model.safetensors; dit: a whole pipeline folder).",
     )
-    p.add_argument("stage", choices=("vae", "dit"), help="what to train")
+    p.add_argument("stage", choices=("vae", "dit", "planner"),
+                   help="what to train (planner: the scene planner of a layout transformer, on the world's captions)")
     p.add_argument("--preset", choices=("smoke", "tiny"), default=None,
                    help="starting recipe: smoke (seconds on a CPU) or tiny (the shipped model); default tiny")
     p.add_argument("--config", metavar="FILE.json", help="JSON object of config fields overriding the preset")
@@ -42,9 +44,33 @@ def register(subparsers) -> None:
     p.set_defaults(func=handler)
 
 
+def _train_planner(args) -> int:
+    from ..train.planner import train_planner
+
+    for flag, value in (("--preset", args.preset), ("--config", args.config), ("--data", args.data),
+                        ("--vae", args.vae), ("--checkpoint-every", args.checkpoint_every)):
+        if value is not None:
+            raise KinemaError(f"{flag} is not for `kinema train planner` (it trains on the world's captions "
+                              "in minutes; it takes --out, --steps, --batch-size and --seed)")
+    if args.resume or args.print_config:
+        raise KinemaError("`kinema train planner` has no checkpoints to resume and no config to print")
+    if not args.out:
+        raise KinemaError("kinema train planner needs --out DIR")
+    if args.steps is not None and args.steps < 1:
+        raise KinemaError(f"--steps must be at least 1, got {args.steps}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise KinemaError(f"--batch-size must be at least 1, got {args.batch_size}")
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    train_planner(args.out, steps=args.steps or 3000, batch_size=args.batch_size or 256, seed=args.seed or 0,
+                  log=log)
+    return 0
+
+
 def handler(args) -> int:
     from ..train.config import resolve
 
+    if args.stage == "planner":
+        return _train_planner(args)
     overrides: dict = {}
     if args.steps is not None:
         if args.steps < 1:

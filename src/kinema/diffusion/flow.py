@@ -180,7 +180,8 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
                              patch_size=(1, 2, 2), target_fn=None, foreground_fn=None,
                              object_weight: float = 0.0, timestep_shift: float | None = None,
                              grounding_fn=None, grounding_weight: float = 0.0,
-                             paired: bool = False, pair_weight: float = 0.0) -> FlowLossTerms:
+                             paired: bool = False, pair_weight: float = 0.0,
+                             layout: torch.Tensor | None = None) -> FlowLossTerms:
     """Rectified-flow loss for latents x0 [B, C, T, H, W], with its terms apart for logging.
 
     Each sample draws one t (logit-normal, shifted by `timestep_shift` or else for its token count)
@@ -206,6 +207,8 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
     The plain loss is this plus the error of the pairs' means, MSE((err_i + err_j) / 2), so the
     term weighs up exactly the part of the gradient that tells the two apart (at high noise: the
     words): pair_weight 1 counts that part twice.
+
+    `layout` [B, K, T, H, W] (`kinema.layout`), when given, goes to the model with the latents.
     """
     if x0.ndim != 5:
         raise ValueError(f"x0 must be [B, C, T, H, W], got {tuple(x0.shape)}")
@@ -233,8 +236,9 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
     x_t = add_noise(x0, noise, tt)
     use_grounding = grounding_weight > 0 and grounding_fn is not None
     maps: list[torch.Tensor] | None = [] if use_grounding else None
-    pred = model(x_t, tt, text_states, text_mask) if maps is None else model(x_t, tt, text_states, text_mask,
-                                                                            cross_attention=maps)
+    extra = {} if layout is None else {"layout": layout}
+    pred = model(x_t, tt, text_states, text_mask, **extra) if maps is None else model(
+        x_t, tt, text_states, text_mask, cross_attention=maps, **extra)
     if target_fn is None:
         target = noise - x0
     else:

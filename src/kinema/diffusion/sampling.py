@@ -62,10 +62,15 @@ def guidance_text(text_states: torch.Tensor, text_mask: torch.Tensor, uncond_sta
 
 
 def guided_velocity(model, x: torch.Tensor, tt: torch.Tensor, states: torch.Tensor, mask: torch.Tensor,
-                    guidance: float) -> torch.Tensor:
+                    guidance: float, layout: torch.Tensor | None = None) -> torch.Tensor:
     """Classifier-free guidance v_u + g (v_c - v_u) from one batched forward; `states`/`mask` from
-    `guidance_text`. Sampling steps with it, and guidance distillation learns it."""
-    v = model(torch.cat([x, x]), torch.cat([tt, tt]), states, mask)
+    `guidance_text`. Sampling steps with it, and guidance distillation learns it. A `layout` goes
+    with the conditional half only: the unconditional one has neither words nor layout."""
+    if layout is None:
+        v = model(torch.cat([x, x]), torch.cat([tt, tt]), states, mask)
+    else:
+        v = model(torch.cat([x, x]), torch.cat([tt, tt]), states, mask,
+                  layout=torch.cat([layout, torch.zeros_like(layout)]))
     v_c, v_u = v.chunk(2)
     return v_u + float(guidance) * (v_c - v_u)
 
@@ -85,7 +90,8 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
            cond_latents: torch.Tensor | None = None, cond_mask: torch.Tensor | None = None,
            start_t: float = 1.0, init_latents: torch.Tensor | None = None, sampler: str = "euler",
            progress: Callable[[int, int], None] | None = None,
-           generators: list[torch.Generator] | None = None) -> torch.Tensor:
+           generators: list[torch.Generator] | None = None,
+           layout: torch.Tensor | None = None) -> torch.Tensor:
     """Denoise `noise` [B, C, T, H, W] into latents.
 
     - Guidance: with `uncond_states` and guidance != 1, conditional and unconditional predictions
@@ -103,6 +109,7 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
       with fresh noise instead of the predicted noise, as diffusers' FlowMatchEulerDiscreteScheduler
       does with `stochastic_sampling`; the fresh noise of sample b comes from `generators[b]`, so a
       batch gives each sample what it would get alone).
+    - Layout: `layout` [B, K, T, H, W] (`kinema.layout`) for a transformer with layout channels.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -142,14 +149,17 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
         states, mask = guidance_text(text_states, text_mask, uncond_states, uncond_mask)
     else:
         states, mask = text_states, text_mask
+    if layout is not None:
+        layout = _expand_batch(layout.to(device=device, dtype=dtype), b, "layout")
+    extra = {} if layout is None else {"layout": layout}
 
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
         tt = torch.full((b, t_frames), float(t), device=device, dtype=dtype)
         if cond_mask is not None:
             tt = tt.masked_fill(cond_mask, 0.0)
         if use_cfg:
-            return guided_velocity(model, x, tt, states, mask, guidance)
-        return model(x, tt, states, mask)
+            return guided_velocity(model, x, tt, states, mask, guidance, layout)
+        return model(x, tt, states, mask, **extra)
 
     if float(start_t) < 1.0:
         if init_latents is None:

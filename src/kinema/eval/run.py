@@ -101,8 +101,11 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
     def collect(fut_list):
         for item, seed, video, fut in fut_list:
             facts, verdict = fut.result() if hasattr(fut, "result") else fut
-            records.append({**item.to_dict(), "seed": seed, "verdict": verdict,
-                            "detected": [_detected(o) for o in facts["objects"]]})
+            record = {**item.to_dict(), "seed": seed, "verdict": verdict,
+                      "detected": [_detected(o) for o in facts["objects"]]}
+            if video.metadata.get("plan"):  # what the scene planner made of the prompt
+                record["plan"] = video.metadata["plan"]
+            records.append(record)
             if len(sheet_cells) < 24 and item.index % max(1, n // 3) == 0 and seed == seeds[0]:
                 sheet_cells.append((item, verdict, video.frames))
 
@@ -168,9 +171,9 @@ def _settings_text(meta: dict) -> str:
     report knows them (`settings`, resolved by the pipeline), else what was asked or 'default'."""
     used = meta.get("settings") or {}
     parts = []
-    for key in ("steps", "guidance", "sampler", "shift", "precision"):
-        if key == "precision" and key not in used:
-            continue  # runs from before the setting existed: float32
+    for key in ("steps", "guidance", "sampler", "shift", "precision", "layout"):
+        if key in ("precision", "layout") and key not in used:
+            continue  # runs from before the setting existed: float32, no layout
         if key in used:
             value = used[key] if used[key] is not None else "by token count"
         else:

@@ -57,10 +57,13 @@ class DiTConfig:
     frame_position: bool = False  # add where each token sits in the frame (FramePosition)
     cross_position: bool = False  # also give every block's cross-attention queries that place (DiTBlock.cross_pos)
     text_refiner: int = 0  # self-attention layers over the projected text tokens (TextRefinerLayer)
+    layout_channels: int = 0  # scene-layout channels added to the tokens (kinema.layout); 0 = none
 
     def __post_init__(self) -> None:
         if not (isinstance(self.text_refiner, int) and self.text_refiner >= 0):
             raise ConfigError(f"text_refiner must be a whole number of layers >= 0, got {self.text_refiner!r}")
+        if not (isinstance(self.layout_channels, int) and self.layout_channels >= 0):
+            raise ConfigError(f"layout_channels must be a whole number >= 0, got {self.layout_channels!r}")
         self.patch_size = tuple(int(p) for p in self.patch_size)
         if len(self.patch_size) != 3 or any(p < 1 for p in self.patch_size):
             raise ConfigError(f"patch_size must be three positive integers, got {self.patch_size}")
@@ -155,10 +158,11 @@ class FramePosition(nn.Module):
 
 def zero_start_keys(model: "VideoDiT") -> set[str]:
     """State-dict keys of the optional layers that start as a no-op (`frame_position`,
-    `cross_position`, `text_refiner`): what weights trained without them lack. Loaded into a model
+    `cross_position`, `text_refiner`, `layout_channels`): what weights trained without them lack. Loaded into a model
     with them, those weights give the same outputs."""
     return {k for k in model.state_dict()
-            if k.startswith("frame_pos.") or ".cross_pos." in k or k.startswith("text_refiner.")}
+            if k.startswith("frame_pos.") or ".cross_pos." in k or k.startswith("text_refiner.")
+            or k.startswith("layout_embedder.")}
 
 
 def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
@@ -597,6 +601,8 @@ class VideoDiT(nn.Module):
         pt, ph, pw = cfg.patch_size
         self.patch_dim = cfg.in_channels * pt * ph * pw
         self.x_embedder = nn.Linear(self.patch_dim, D)
+        # the scene layout, patched like the latents, added to the patch embeddings
+        self.layout_embedder = nn.Linear(cfg.layout_channels * pt * ph * pw, D) if cfg.layout_channels else None
         self.t_embedder = TimestepEmbedder(D)
         self.text_proj = nn.Sequential(
             nn.Linear(cfg.text_dim, D), nn.GELU(approximate="tanh"), nn.Linear(D, D)
@@ -638,6 +644,9 @@ class VideoDiT(nn.Module):
         if self.frame_pos is not None:
             nn.init.zeros_(self.frame_pos.proj.weight)
             nn.init.zeros_(self.frame_pos.proj.bias)
+        if self.layout_embedder is not None:
+            nn.init.zeros_(self.layout_embedder.weight)
+            nn.init.zeros_(self.layout_embedder.bias)
         for layer in self.text_refiner:  # each residual branch starts closed
             for out in (layer.proj, layer.mlp.fc2):
                 nn.init.zeros_(out.weight)
@@ -652,7 +661,8 @@ class VideoDiT(nn.Module):
         return cos, sin
 
     # ----- patches ----------------------------------------------------------------------------
-    def _check(self, x: Tensor, timesteps: Tensor, text_states: Tensor, text_mask: Tensor) -> None:
+    def _check(self, x: Tensor, timesteps: Tensor, text_states: Tensor, text_mask: Tensor,
+               layout: Tensor | None = None) -> None:
         cfg = self.config
         if x.ndim != 5 or x.shape[1] != cfg.in_channels:
             raise ConfigError(f"latents must be [B, {cfg.in_channels}, t, h, w], got {tuple(x.shape)}")
@@ -672,6 +682,12 @@ class VideoDiT(nn.Module):
             raise ConfigError(
                 f"text_mask must be [B, L] = {list(text_states.shape[:2])}, got {tuple(text_mask.shape)}"
             )
+        if layout is not None:
+            if not cfg.layout_channels:
+                raise ConfigError("a layout was given to a transformer without layout channels (layout_channels 0)")
+            want = (B, cfg.layout_channels, T, H, W)
+            if tuple(layout.shape) != want:
+                raise ConfigError(f"layout must be [B, K, t, h, w] = {list(want)}, got {tuple(layout.shape)}")
 
     def patchify(self, x: Tensor) -> Tensor:
         """[B, C, t, h, w] -> [B, t', h'*w', C*pt*ph*pw] (tokens grouped per patch frame)."""
@@ -679,7 +695,12 @@ class VideoDiT(nn.Module):
         pt, ph, pw = self.config.patch_size
         x = x.reshape(B, C, T // pt, pt, H // ph, ph, W // pw, pw)
         x = x.permute(0, 2, 4, 6, 1, 3, 5, 7)  # B, t, h, w, C, pt, ph, pw
-        return x.reshape(B, T // pt, (H // ph) * (W // pw), self.patch_dim)
+        return x.reshape(B, T // pt, (H // ph) * (W // pw), C * pt * ph * pw)
+
+    def _add_layout(self, tokens: Tensor, layout: Tensor | None) -> Tensor:
+        if layout is None or self.layout_embedder is None:
+            return tokens
+        return tokens + self.layout_embedder(self.patchify(layout.to(tokens.dtype)))
 
     def unpatchify(self, x: Tensor, T: int, H: int, W: int) -> Tensor:
         B = x.shape[0]
@@ -691,14 +712,17 @@ class VideoDiT(nn.Module):
 
     # ----- forward ------------------------------------------------------------------------------
     def forward(self, x: Tensor, timesteps: Tensor, text_states: Tensor, text_mask: Tensor,
-                cross_attention: list[Tensor] | None = None) -> Tensor:
+                cross_attention: list[Tensor] | None = None, layout: Tensor | None = None) -> Tensor:
         """Predicted velocity (noise - x0), [B, C, t, h, w]; one timestep per latent frame.
+
+        `layout` [B, layout_channels, t, h, w] (`kinema.layout`), when given, says where the
+        scene's objects are; all zeros or None means no layout.
 
         `cross_attention`, when a list, gets each block's cross-attention probabilities
         [B, heads, tokens, text length] (tokens in patch order, time major), for training losses."""
-        self._check(x, timesteps, text_states, text_mask)
+        self._check(x, timesteps, text_states, text_mask, layout)
         if cross_attention is None and self._fast_path_ok(x):
-            return self._forward_fast(x, timesteps, text_states, text_mask)
+            return self._forward_fast(x, timesteps, text_states, text_mask, layout)
         B, _, T, H, W = x.shape
         pt, ph, pw = self.config.patch_size
         Tp, Hp, Wp = T // pt, H // ph, W // pw
@@ -706,7 +730,7 @@ class VideoDiT(nn.Module):
         text_mask = text_mask.to(device=x.device, dtype=torch.bool)
         text_states = text_states.to(dtype)
 
-        tokens = self.x_embedder(self.patchify(x.to(dtype)))  # [B, Tp, Hp*Wp, D]
+        tokens = self._add_layout(self.x_embedder(self.patchify(x.to(dtype))), layout)  # [B, Tp, Hp*Wp, D]
         place = self._frame_place(Hp, Wp, x.device, dtype)
         if self.frame_pos is not None:
             tokens = tokens + self.frame_pos.proj(place)
@@ -782,16 +806,17 @@ class VideoDiT(nn.Module):
         self._text_cache = (text_states, text_mask, key, value) if key is not None else None
         return value
 
-    def _forward_fast(self, x: Tensor, timesteps: Tensor, text_states: Tensor, text_mask: Tensor) -> Tensor:
+    def _forward_fast(self, x: Tensor, timesteps: Tensor, text_states: Tensor, text_mask: Tensor,
+                      layout: Tensor | None = None) -> Tensor:
         # under CPU autocast to bfloat16 the matmuls run in bfloat16 (AMX and AVX512-BF16 kernels);
         # the rest is float32 and written out here, so autocast is off inside
         low = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
         with torch.autocast("cpu", enabled=False):
             return self._forward_fast_in(x, timesteps, text_states, text_mask,
-                                         torch.bfloat16 if low else torch.float32)
+                                         torch.bfloat16 if low else torch.float32, layout)
 
     def _forward_fast_in(self, x: Tensor, timesteps: Tensor, text_states: Tensor, text_mask: Tensor,
-                         matmul_dtype: torch.dtype) -> Tensor:
+                         matmul_dtype: torch.dtype, layout: Tensor | None = None) -> Tensor:
         B, _, T, H, W = x.shape
         pt, ph, pw = self.config.patch_size
         Tp, Hp, Wp = T // pt, H // ph, W // pw
@@ -799,6 +824,8 @@ class VideoDiT(nn.Module):
         mw = _MatmulWeights(self, matmul_dtype)
         pooled, text = self._text_tensors(text_states, text_mask, matmul_dtype)
         tokens = mw.linear(self.patchify(x.to(dtype)), self.x_embedder).to(dtype)
+        if layout is not None and self.layout_embedder is not None:
+            tokens = tokens + mw.linear(self.patchify(layout.to(dtype)), self.layout_embedder).to(dtype)
         place = self._frame_place(Hp, Wp, x.device, dtype)
         if self.frame_pos is not None:
             tokens = tokens + self.frame_pos.proj(place)
@@ -827,6 +854,7 @@ class VideoDiT(nn.Module):
         Hd = int(D * cfg.mlp_ratio)
         f = 0
         f += 2 * N * self.patch_dim * D  # patch embedding
+        f += 2 * N * cfg.layout_channels * pt * ph * pw * D  # layout embedding
         if cfg.frame_position:
             f += 2 * (h // ph) * (w // pw) * 4 * self.frame_pos.num_freqs * D  # once per frame grid
         f += 2 * Tp * (256 * D + D * D)  # timestep MLP (per frame)

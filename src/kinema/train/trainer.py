@@ -300,7 +300,7 @@ class Trainer:
             key["relation_captions"] = False
         if cfg.data.mirror_pairs:
             key["mirror_pairs"] = True
-        if cfg.grounding_loss_weight > 0:  # the grounding loss reads the scene specs kept with the latents
+        if cfg.grounding_loss_weight > 0 or self._uses_layout():  # they read the scene specs kept with the latents
             key["specs"] = True
         differs = lc.difference(root, key) if self.info.is_main else None
         differs = D.broadcast_object(self.info, differs)
@@ -378,6 +378,7 @@ class Trainer:
             def target_fn(x_t, tt):
                 return guided_velocity(self.teacher, x_t, tt, *both, self.cfg.guidance_distill).float()
         grounding_fn = self._grounding_fn(batch, captions, z.shape) if self.cfg.grounding_loss_weight > 0 else None
+        layout = self._layout(batch, drop, paired, z.shape) if self._uses_layout() else None
         with self.autocast():
             terms = flow_matching_loss_terms(self.model, z, states, mask, cond_mask=cond, generator=self.gen,
                                              paired=pairs,
@@ -386,7 +387,7 @@ class Trainer:
                                              timestep_shift=self.cfg.timestep_shift or None,
                                              grounding_fn=grounding_fn,
                                              grounding_weight=self.cfg.grounding_loss_weight,
-                                             pair_weight=self.cfg.pair_loss_weight)
+                                             pair_weight=self.cfg.pair_loss_weight, layout=layout)
         parts = {}
         if terms.object is not None or terms.grounding is not None or terms.pair is not None:
             parts["flow_loss"] = terms.flow.detach()
@@ -397,6 +398,23 @@ class Trainer:
         if terms.grounding is not None:
             parts["grounding_loss"] = terms.grounding.detach()
         return terms.total.float(), b, parts
+
+    def _uses_layout(self) -> bool:
+        return self.cfg.stage == "dit" and bool(getattr(self.dit_cfg, "layout_channels", 0))
+
+    def _layout(self, batch: dict, dropped: torch.Tensor, paired: Callable, latent_shape) -> torch.Tensor | None:
+        """The batch's scene layouts [B, K, t, h, w] on the device; clips whose caption was dropped,
+        and `layout_dropout` of the others, get none (zeros). Clips without specs (a folder) get none."""
+        if "spec" not in batch:
+            return None
+        from ..layout import layout_batch
+        from ..world.spec import SceneSpec
+
+        b, _, t, h, w = latent_shape
+        keep = ~dropped & paired(torch.rand(len(dropped) // (2 if self.cfg.data.mirror_pairs else 1),
+                                            generator=self.gen) >= self.cfg.layout_dropout)
+        specs = [SceneSpec.from_dict(s) if k else None for s, k in zip(batch["spec"], keep.tolist())]
+        return layout_batch(specs, t, h, w, self.vae_cpu.config.temporal_downsample).to(self.device)
 
     def _grounding_fn(self, batch: dict, captions: list[str], latent_shape) -> Callable:
         """maps -> the grounding loss of this batch (captions as given to the model, dropped ones empty)."""

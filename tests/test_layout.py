@@ -1,0 +1,364 @@
+"""Scene layouts: the layout channels, the layout transformer, the scene planner, the placement
+prior, and the pipeline that plans text->video with them."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from kinema.diffusion.flow import flow_matching_loss_terms
+from kinema.diffusion.sampling import sample
+from kinema.errors import KinemaError
+from kinema.layout import LAYOUT_CHANNELS, layout_batch, layout_for_spec
+from kinema.layout import features as lf
+from kinema.layout.placement import place_plan
+from kinema.layout.planner import HEADS, RELATION_CLASSES, Plan, PlannerConfig, ScenePlanner, decode_plan
+from kinema.models.dit import DiTConfig, VideoDiT, zero_start_keys
+from kinema.models.text import TextEncoder
+from kinema.models.vae import ConfigError, VAEConfig
+from kinema.pipeline import Pipeline
+from kinema.train.planner import plan_targets, train_planner
+from kinema.world.captions import canonical_caption, relation_between
+from kinema.world.spec import BACKGROUNDS, ObjectSpec, SceneSpec
+
+
+def scene(*objects, frames=25, background="navy", width=128, height=128):
+    return SceneSpec(width=width, height=height, num_frames=frames, background=background,
+                     objects=list(objects)).validate()
+
+
+# ----- layout channels -----------------------------------------------------------------------------
+
+def test_layout_marks_the_object_box_with_its_words():
+    spec = scene(ObjectSpec("star", "green", "large", "still", start=(0.25, 0.75)), background="sand")
+    lay = layout_for_spec(spec, 7, 16, 16)
+    assert lay.shape == (LAYOUT_CHANNELS, 7, 16, 16)
+    box_cells = (0.30 * 16) ** 2  # a large object is 0.3 of the side wide: 4.8 x 4.8 cells
+    assert lay[lf.COVER].sum(axis=(1, 2)) == pytest.approx([box_cells] * 7, rel=1e-5)
+    green = lf.COLOR0 + list(lf.COLORS).index("green")
+    assert np.allclose(lay[green], lay[lf.COVER])
+    assert lay[lf.COLOR0:lf.SHAPE0].sum() == pytest.approx(lay[lf.COVER].sum(), rel=1e-5)
+    star = lf.SHAPE0 + list(lf.SHAPES).index("star")
+    assert np.allclose(lay[star], lay[lf.COVER])
+    rows, cols = np.nonzero(lay[lf.COVER, 0])
+    assert cols.mean() < 8 and rows.mean() > 8  # left and low in the frame
+    sand = lf.BACKGROUND0 + list(BACKGROUNDS).index("sand")
+    assert (lay[sand] == 1).all() and lay[lf.BACKGROUND0:].sum() == lay[sand].sum()
+
+
+def _centre_x(lay, frame):
+    cover = lay[lf.COVER, frame]
+    return float((cover.sum(0) * (np.arange(cover.shape[1]) + 0.5)).sum() / cover.sum())
+
+
+def test_layout_follows_the_motion_frame_by_frame():
+    spec = scene(ObjectSpec("circle", "red", "small", "right", start=(0.2, 0.5), distance=0.5))
+    lay = layout_for_spec(spec, 7, 16, 16)
+    xs = [_centre_x(lay, k) for k in range(7)]
+    assert all(b > a for a, b in zip(xs, xs[1:]))
+    # latent frame 0 is video frame 0; the last, frames 21-24, sits at frame 22.5 of 24
+    assert xs[0] == pytest.approx(0.2 * 16, abs=0.05)
+    assert xs[-1] == pytest.approx((0.2 + 0.5 * 22.5 / 24) * 16, abs=0.05)
+    right = lf.MOTION0 + list(lf.MOTIONS).index("right")
+    assert np.allclose(lay[right], lay[lf.COVER])
+
+
+def test_layout_offsets_say_where_the_centre_is_within_the_cell():
+    spec = scene(ObjectSpec("square", "blue", "small", "still", start=(0.5, 0.5)))
+    lay = layout_for_spec(spec, 1, 16, 16)
+    # the centre is at cell corner (8, 8): cells left of it see it to their right (positive dx)
+    assert lay[lf.OFFSET0, 0, 8, 7] > 0 > lay[lf.OFFSET0, 0, 8, 8]
+    assert lay[lf.OFFSET0 + 1, 0, 7, 8] > 0 > lay[lf.OFFSET0 + 1, 0, 8, 8]
+
+
+def test_layout_batch_leaves_none_empty():
+    spec = scene(ObjectSpec("circle", "red"))
+    out = layout_batch([spec, None], 2, 8, 8)
+    assert out.shape == (2, LAYOUT_CHANNELS, 2, 8, 8)
+    assert out[0].abs().sum() > 0 and out[1].abs().sum() == 0
+
+
+# ----- the layout transformer ---------------------------------------------------------------------
+
+def _dit(layout_channels=LAYOUT_CHANNELS, seed=0):
+    """A small transformer whose zero-start layers (but the layout's) are opened, so it computes something."""
+    torch.manual_seed(seed)
+    model = VideoDiT(DiTConfig(hidden_size=32, depth=2, num_heads=2, layout_channels=layout_channels)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not p.any() and not name.startswith("layout_embedder."):
+                p.copy_(torch.randn(p.shape) * 0.05)
+    return model
+
+
+def _inputs(b=2, t=2, h=8, w=8):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(b, 8, t, h, w, generator=g)
+    tt = torch.full((b, t), 0.6)
+    states = torch.randn(b, 5, 384, generator=g)
+    mask = torch.ones(b, 5, dtype=torch.bool)
+    specs = [scene(ObjectSpec("circle", "red", "large", "up", start=(0.3, 0.6))),
+             scene(ObjectSpec("star", "white", "small", "left", start=(0.7, 0.3)))]
+    return x, tt, states, mask, layout_batch(specs[:b], t, h, w)
+
+
+def test_layout_layer_starts_as_a_no_op_and_then_steers():
+    plain, with_layout = _dit(0), _dit()
+    assert zero_start_keys(with_layout) >= {"layout_embedder.weight", "layout_embedder.bias"}
+    with_layout.load_state_dict(plain.state_dict(), strict=False)
+    x, tt, s, m, lay = _inputs()
+    with torch.no_grad():
+        base = plain(x, tt, s, m)
+        assert torch.equal(with_layout(x, tt, s, m, layout=lay), base)
+        torch.nn.init.normal_(with_layout.layout_embedder.weight, std=0.1)
+        steered = with_layout(x, tt, s, m, layout=lay)
+        assert torch.equal(with_layout(x, tt, s, m, layout=torch.zeros_like(lay)), base)
+    assert (steered - base).abs().max() > 1e-3
+
+
+def test_layout_fast_path_matches_the_reference():
+    model = _dit()
+    torch.nn.init.normal_(model.layout_embedder.weight, std=0.1)
+    x, tt, s, m, lay = _inputs()
+    with torch.no_grad():
+        fast = model(x, tt, s, m, layout=lay)
+    reference = model(x, tt, s, m, layout=lay)  # with gradients: the reference path
+    assert torch.allclose(fast, reference.detach(), atol=1e-4)
+
+
+def test_layout_shape_and_model_are_checked():
+    x, tt, s, m, lay = _inputs()
+    with pytest.raises(ConfigError, match="layout must be"):
+        _dit()(x, tt, s, m, layout=lay[:, :5])
+    with pytest.raises(ConfigError, match="without layout channels"):
+        _dit(0)(x, tt, s, m, layout=lay)
+    with pytest.raises(ConfigError, match="layout_channels"):
+        DiTConfig(layout_channels=-1)
+
+
+def test_flow_loss_and_sampler_hand_the_layout_to_the_model():
+    model = _dit()
+    torch.nn.init.normal_(model.layout_embedder.weight, std=0.1)
+    x, tt, s, m, lay = _inputs()
+    kw = dict(generator=None, timesteps=torch.tensor([0.5, 0.5]), noise=torch.ones_like(x))
+    with torch.no_grad():
+        a = flow_matching_loss_terms(model, x, s, m, layout=lay, **kw).total
+        b = flow_matching_loss_terms(model, x, s, m, **kw).total
+        assert float(a) != float(b)
+        noise = torch.randn(2, 8, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+        z_lay = sample(model, noise, s, m, steps=2, guidance=1.0, layout=lay)
+        z_none = sample(model, noise, s, m, steps=2, guidance=1.0)
+        z_guided = sample(model, noise, s, m, steps=2, guidance=3.0, uncond_states=s[:1] * 0,
+                          uncond_mask=m[:1], layout=lay)
+    assert not torch.allclose(z_lay, z_none) and torch.isfinite(z_guided).all()
+
+
+# ----- the planner and placement ------------------------------------------------------------------
+
+def test_plan_targets_follow_the_naming_order():
+    a = ObjectSpec("circle", "red", "small", "still", start=(0.2, 0.3))
+    b = ObjectSpec("square", "blue", "large", "down", start=(0.7, 0.3), distance=0.35)
+    t = plan_targets(scene(a, b))
+    assert t["present"] == [1, 1, 0]
+    assert t["relation"] == RELATION_CLASSES.index("left of")
+    assert [HEADS["color"][i] for i in t["color"][:2]] == ["red", "blue"] and t["color"][2] == -100
+    twins = scene(ObjectSpec("star", "pink", "small", "up", start=(0.2, 0.7)),
+                  ObjectSpec("star", "pink", "small", "up", start=(0.8, 0.7)))
+    t2 = plan_targets(twins)
+    assert t2["present"] == [1, 1, 0] and t2["relation"] == 0  # "two pink stars": no relation
+    assert "two small pink stars" in canonical_caption(twins)
+
+
+def _logits(n, words, relation="none", background="gray", strength=12.0):
+    out = {"present": torch.tensor([[strength if k < n else -strength for k in range(3)]]),
+           "relation": torch.full((1, len(RELATION_CLASSES)), -strength),
+           "background": torch.full((1, len(BACKGROUNDS)), -strength)}
+    out["relation"][0, RELATION_CLASSES.index(relation)] = strength
+    out["background"][0, list(BACKGROUNDS).index(background)] = strength
+    for name, vocab in HEADS.items():
+        out[name] = torch.full((1, 3, len(vocab)), -strength)
+        for k, obj in enumerate(words):
+            out[name][0, k, list(vocab).index(obj[name])] = strength
+    return out
+
+
+def test_decode_plan_reads_the_heads_and_refuses_doubt():
+    words = [dict(color="yellow", shape="star", size="large", motion="left"),
+             dict(color="green", shape="triangle", size="small", motion="still")]
+    plan = decode_plan(_logits(2, words, "above"), 0)
+    assert [(o.color, o.shape, o.size, o.motion) for o in plan.objects] == [
+        ("yellow", "star", "large", "left"), ("green", "triangle", "small", "still")]
+    assert plan.relation == "above" and plan.background == "gray" and plan.confidence > 0.99
+    assert decode_plan(_logits(2, words, "above", strength=0.01), 0) is None  # unsure of everything
+    assert decode_plan(_logits(1, words[:1], "above"), 0) is None  # a relation needs two objects
+    gap = _logits(2, words)
+    gap["present"][0] = torch.tensor([12.0, -12.0, 12.0])
+    assert decode_plan(gap, 0) is None
+
+
+@pytest.mark.parametrize("relation", ["left of", "right of", "above", "below"])
+def test_placement_keeps_the_relation_and_the_frame(relation):
+    plan = Plan(objects=[ObjectSpec("circle", "red", "large", "right"), ObjectSpec("square", "blue", "small", "up")],
+                background="black", relation=relation, confidence=1.0)
+    for seed in range(5):
+        spec = place_plan(plan, 128, 128, 25, np.random.default_rng(seed))
+        assert spec is not None and relation_between(spec, 0, 1) == relation
+        spec.validate()
+    a = place_plan(plan, 224, 128, 25, np.random.default_rng(1))
+    b = place_plan(plan, 224, 128, 25, np.random.default_rng(1))
+    assert a.to_dict() == b.to_dict() and a.width == 224
+
+
+def test_placement_gives_none_when_nothing_fits():
+    big = [ObjectSpec("circle", c, "large", "down") for c in ("red", "blue", "green")]
+    plan = Plan(objects=big, background="navy", relation=None, confidence=1.0)
+    assert place_plan(plan, 32, 32, 25, np.random.default_rng(0), tries=20) is None
+
+
+@pytest.fixture(scope="module")
+def te():
+    return TextEncoder.from_pretrained()
+
+
+def test_a_briefly_trained_planner_reads_unseen_combinations(te, tmp_path):
+    report = train_planner(tmp_path, captions=2048, steps=250, batch_size=128, lr=2e-3, text_encoder=te,
+                           config=PlannerConfig(width=64, depth=1), check_captions=300,
+                           benchmark_prompts=10, log=lambda _: None)
+    held = report["heldout_captions"]
+    # chance: a quarter for the background, about a third for the count
+    assert held["background"] > 0.9 and held["count"] > 0.8
+    assert json.loads((tmp_path / "planner_report.json").read_text())["steps"] == 250
+    assert (tmp_path / "planner" / "model.safetensors").is_file()
+    cfg = PlannerConfig.from_dict(json.loads((tmp_path / "planner" / "config.json").read_text()))
+    assert cfg.width == 64
+
+
+# ----- the pipeline -------------------------------------------------------------------------------
+
+def _three_small_objects_planner():
+    """A random planner whose heads are pinned to three small objects, no relation and any words,
+    with no confidence threshold: every prompt gets a plan (the same one)."""
+    torch.manual_seed(5)
+    planner = ScenePlanner(PlannerConfig(width=16, depth=1, num_heads=2, min_confidence=0.0))
+    with torch.no_grad():
+        for head in (planner.present, planner.relation, planner.attributes["size"]):
+            head.weight.zero_()
+        planner.present.bias.fill_(10.0)
+        planner.relation.bias.copy_(torch.tensor([10.0, 0, 0, 0, 0]))
+        planner.attributes["size"].bias.copy_(torch.tensor([10.0, 0.0]))  # small, large
+    return planner
+
+
+@pytest.fixture(scope="module")
+def layout_pipe(te):
+    planner = _three_small_objects_planner()
+    p = Pipeline.from_configs(VAEConfig(base_channels=8),
+                              DiTConfig(hidden_size=32, depth=2, num_heads=2, layout_channels=LAYOUT_CHANNELS),
+                              text_encoder=te, seed=0, steps=2, max_latent_frames=4, size="64x64")
+    torch.manual_seed(0)
+    torch.nn.init.normal_(p.transformer.layout_embedder.weight, std=0.2)
+    torch.nn.init.normal_(p.transformer.final_layer.linear.weight, std=0.05)
+    p.planner = planner
+    return p
+
+
+def test_pipeline_plans_text_to_video_and_says_so(layout_pipe):
+    v = layout_pipe.generate("a large red circle moves right", num_frames=9, seed=3, progress=False)
+    plan = v.metadata["plan"]
+    assert len(plan["objects"]) == 3 and {o["size"] for o in plan["objects"]} == {"small"}
+    assert plan["relation"] is None and len(plan["starts"]) == 3
+    assert plan["background"] in BACKGROUNDS
+    plain = layout_pipe.generate("a large red circle moves right", num_frames=9, seed=3, progress=False,
+                                 layout=False)
+    assert "plan" not in plain.metadata
+    assert not np.array_equal(v.frames, plain.frames)
+    again = layout_pipe.generate("a large red circle moves right", num_frames=9, seed=3, progress=False)
+    assert np.array_equal(v.frames, again.frames) and again.metadata["plan"] == plan
+    batch = layout_pipe.generate_batch(["a large red circle moves right"], seeds=[3], num_frames=9)
+    assert batch[0].metadata["plan"] == plan
+    assert np.abs(batch[0].frames.astype(int) - v.frames.astype(int)).max() <= 2
+    with pytest.raises(KinemaError, match="layout must be true or false"):
+        layout_pipe.generate("a red circle", num_frames=1, progress=False, layout="yes")
+
+
+def test_pipeline_saves_and_loads_the_planner(layout_pipe, te, tmp_path, monkeypatch):
+    folder = layout_pipe.save_pretrained(tmp_path / "m")
+    assert (folder / "planner" / "config.json").is_file()
+    assert json.loads((folder / "model_index.json").read_text())["planner"][1] == "ScenePlanner"
+    monkeypatch.setattr(TextEncoder, "from_pretrained", classmethod(lambda cls, *a, **k: te))
+    loaded = Pipeline.from_pretrained(folder)
+    a = layout_pipe.generate("a red circle", num_frames=5, seed=1, progress=False)
+    b = loaded.generate("a red circle", num_frames=5, seed=1, progress=False)
+    assert np.array_equal(a.frames, b.frames) and a.metadata["plan"] == b.metadata["plan"]
+
+
+def test_a_planner_needs_a_layout_transformer(te):
+    with pytest.raises(KinemaError, match="takes no layout"):
+        Pipeline(Pipeline.from_configs(VAEConfig(base_channels=8), DiTConfig(hidden_size=32, depth=2, num_heads=2),
+                                       text_encoder=te).vae,
+                 VideoDiT(DiTConfig(hidden_size=32, depth=2, num_heads=2)), te,
+                 planner=ScenePlanner(PlannerConfig(width=16, depth=1, num_heads=2)))
+
+
+def test_train_planner_command_checks_its_flags(tmp_path, capsys):
+    from kinema.cli import main
+
+    assert main(["train", "planner", "--vae", "x", "--out", str(tmp_path)]) != 0
+    assert "--vae is not for `kinema train planner`" in capsys.readouterr().err
+    assert main(["train", "planner"]) != 0
+    assert "needs --out" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_describe_plan_reads_like_the_prompt():
+    from kinema.layout.planner import describe_plan
+
+    plan = Plan(objects=[ObjectSpec("circle", "red", "large", "right"), ObjectSpec("star", "blue", "small", "still")],
+                background="navy", relation="left of", confidence=0.9).to_dict()
+    assert describe_plan(plan) == ("a large red circle moving right left of a small blue star staying still, "
+                                   "on navy")
+
+
+def test_layout_training_and_shipping_with_a_planner(tmp_path, te, monkeypatch):
+    """A smoke run of a layout transformer on the world (its clips' specs become layouts), shipped
+    with a scene planner; the shipped folder plans text->video."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from kinema.cli import main
+
+    cfg = tmp_path / "layout.json"
+    cfg.write_text(json.dumps({"model": {"layout_channels": LAYOUT_CHANNELS}, "steps": 2, "layout_dropout": 0.5}))
+    out = tmp_path / "run"
+    assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    trained = json.loads((out / "final" / "transformer" / "config.json").read_text())
+    assert trained["layout_channels"] == LAYOUT_CHANNELS
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in m for m in metrics)
+
+    planner = _three_small_objects_planner()
+    folder = tmp_path / "planner_run" / "planner"
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in planner.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(planner.config.to_dict()))
+    root = Path(__file__).resolve().parents[1]
+
+    def ship(target, *extra):
+        return subprocess.run([sys.executable, str(root / "scripts" / "ship_model.py"), str(out / "final"),
+                               str(tmp_path / target), *extra], capture_output=True, text=True,
+                              env={**__import__("os").environ, "PYTHONPATH": str(root / "src")})
+
+    done = ship("shipped", "--planner", str(tmp_path / "planner_run"), "--guidance", "2")
+    assert done.returncode == 0, done.stderr
+    index = json.loads((tmp_path / "shipped" / "model_index.json").read_text())
+    assert index["planner"][1] == "ScenePlanner" and index["defaults"]["guidance"] == 2.0
+    missing = ship("none", "--planner", str(tmp_path / "nowhere"))
+    assert missing.returncode != 0 and "holds no planner" in missing.stderr
+    monkeypatch.setattr(TextEncoder, "from_pretrained", classmethod(lambda cls, *a, **k: te))
+    pipe = Pipeline.from_pretrained(tmp_path / "shipped")
+    video = pipe.generate("two small shapes", num_frames=5, size="64x64", steps=2, progress=False)
+    assert len(video.metadata["plan"]["objects"]) == 3
