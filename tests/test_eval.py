@@ -129,3 +129,22 @@ def test_report_header_names_the_denoising_precision(tmp_path):
                       size_kwargs={"num_frames": 5})
     assert report["meta"]["settings"]["precision"] == "bf16"
     assert "shift 6.0, precision bf16" in (tmp_path / "bf16" / "report.md").read_text()
+
+
+def test_samples_keep_the_plan_and_the_header_says_the_layout_was_planned(tmp_path):
+    items = benchmark_items(1, num_frames=5)
+
+    class Planning(Oracle):
+        def generate(self, prompt, **kw):
+            video = super().generate(prompt, **kw)
+            video.metadata["plan"] = {"objects": [], "prompt_seen": prompt}
+            return video
+
+        def resolve_sampling(self, steps=None, guidance=None, sampler=None, shift=None):
+            return {"steps": 20, "guidance": 4.0, "sampler": "multistep", "shift": 6.0, "precision": "fp32",
+                    "layout": "planned"}
+
+    run_eval(Planning(items), tmp_path, n=1, seeds=(0,), workers=1, progress=False, size_kwargs={"num_frames": 5})
+    assert "precision fp32, layout planned" in (tmp_path / "report.md").read_text()
+    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert all(s["plan"]["prompt_seen"] == s["prompt"] for s in samples)
