@@ -26,6 +26,14 @@ import json
 from pathlib import Path
 
 
+def _init_layout_channels(init: str) -> int:
+    """The layout channels of the transformer in `init` (a pipeline folder), 0 without one."""
+    config = Path(init) / "transformer" / "config.json"
+    if not config.is_file():
+        return 0
+    return int(json.loads(config.read_text()).get("layout_channels", 0))
+
+
 def round_configs(batch: int, cache_batches: int, teacher_s: float, distill_s: float, init: str,
                   text_encoder: str | None, workers: int, cache_dir: str, teacher_out: str,
                   buckets: list | None = None, seed: int = 3, frame_position: bool = False,
@@ -48,6 +56,9 @@ def round_configs(batch: int, cache_batches: int, teacher_s: float, distill_s: f
     model = {name: True for name, on in (("frame_position", frame_position), ("cross_position", cross_position)) if on}
     if text_refiner:
         model["text_refiner"] = text_refiner
+    layout = _init_layout_channels(init)
+    if layout:  # a layout transformer (v10 on) trains on as one
+        model["layout_channels"] = layout
     if model:
         common["model"] = model
     if grounding > 0:

@@ -1,14 +1,27 @@
 """scripts/gpu_round_configs.py writes v9's recipe (the configs kept with v9's report)."""
 
+import functools
 import json
 
+import pytest
 from conftest import ROOT, load_script
 
 KEPT = ROOT / "benchmarks" / "results" / "kinema-tiny"
 
 
+@functools.lru_cache(maxsize=1)
 def _module():
     return load_script("scripts/gpu_round_configs.py")
+
+
+REAL_LAYOUT_CHANNELS = _module()._init_layout_channels
+
+
+@pytest.fixture(autouse=True)
+def _init_without_layout(monkeypatch):
+    """These tests reproduce v9's recipe, whose init (v9) had no layout channels; the shipped folder
+    they name now holds v10, which has them (the last test reads it as it is)."""
+    monkeypatch.setattr(_module(), "_init_layout_channels", lambda init: 0)
 
 
 def test_round_configs_reproduce_v9s_teacher_and_distillation():
@@ -107,3 +120,13 @@ def test_teacher_lr_and_mirror_pairs_reach_the_runs_they_name(tmp_path):
         assert resolved[name].data.mirror_pairs is True
     assert resolved["teacher"].optim.lr == 5e-5
     assert resolved["distill"].optim.lr == plain_distill["optim"]["lr"] == 1e-4
+
+
+def test_a_layout_init_trains_on_as_a_layout_transformer(tmp_path, monkeypatch):
+    monkeypatch.setattr(_module(), "_init_layout_channels", REAL_LAYOUT_CHANNELS)
+    teacher, distill = _module().round_configs(
+        batch=8, cache_batches=4, teacher_s=30, distill_s=10, init=str(ROOT / "src/kinema/weights/kinema-tiny"),
+        text_encoder=None, workers=1, cache_dir=str(tmp_path / "c"), teacher_out=str(tmp_path / "t"))
+    shipped = json.loads((ROOT / "src/kinema/weights/kinema-tiny/transformer/config.json").read_text())
+    assert shipped["layout_channels"] == 26
+    assert teacher["model"]["layout_channels"] == 26 and distill["model"]["layout_channels"] == 26

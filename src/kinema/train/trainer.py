@@ -368,6 +368,7 @@ class Trainer:
             states, mask = self.text.encode(captions)
         states, mask = states.to(dev).float(), mask.to(dev)
         cond = paired(random_condition_mask(draws, z.shape[2], generator=self.gen))
+        layout = self._layout(batch, drop, paired, z.shape) if self._uses_layout() else None
         target_fn = None
         if self.teacher is not None:
             from ..diffusion.sampling import guidance_text, guided_velocity
@@ -376,9 +377,8 @@ class Trainer:
             both = guidance_text(states, mask, u_states.expand(b, -1, -1), u_mask.expand(b, -1))
 
             def target_fn(x_t, tt):
-                return guided_velocity(self.teacher, x_t, tt, *both, self.cfg.guidance_distill).float()
+                return guided_velocity(self.teacher, x_t, tt, *both, self.cfg.guidance_distill, layout).float()
         grounding_fn = self._grounding_fn(batch, captions, z.shape) if self.cfg.grounding_loss_weight > 0 else None
-        layout = self._layout(batch, drop, paired, z.shape) if self._uses_layout() else None
         with self.autocast():
             terms = flow_matching_loss_terms(self.model, z, states, mask, cond_mask=cond, generator=self.gen,
                                              paired=pairs,
