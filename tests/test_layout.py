@@ -280,6 +280,9 @@ def test_pipeline_plans_text_to_video_and_says_so(layout_pipe):
     assert np.abs(batch[0].frames.astype(int) - v.frames.astype(int)).max() <= 2
     with pytest.raises(KinemaError, match="layout must be true or false"):
         layout_pipe.generate("a red circle", num_frames=1, progress=False, layout="yes")
+    with pytest.raises(KinemaError, match="layout must be true or false"):  # a bad default fails at load
+        Pipeline(layout_pipe.vae, layout_pipe.transformer, layout_pipe.text_encoder, {"layout": "on"},
+                 planner=layout_pipe.planner)
 
 
 def test_pipeline_saves_and_loads_the_planner(layout_pipe, te, tmp_path, monkeypatch):

@@ -416,6 +416,7 @@ class Pipeline:
         decode_dtype(self.config["decode_precision"], torch.device("cpu"))
         denoise_dtype(self.config["denoise_precision"], torch.device("cpu"))
         self._sampling_settings(None, None, None, None, None)  # so do bad sampling defaults
+        self._layout_on(None)  # and a bad layout default
 
     def to(self, device) -> "Pipeline":
         self.vae.to(device)
