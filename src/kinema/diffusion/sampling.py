@@ -66,11 +66,8 @@ def guided_velocity(model, x: torch.Tensor, tt: torch.Tensor, states: torch.Tens
     """Classifier-free guidance v_u + g (v_c - v_u) from one batched forward; `states`/`mask` from
     `guidance_text`. Sampling steps with it, and guidance distillation learns it. A `layout` goes
     with the conditional half only: the unconditional one has neither words nor layout."""
-    if layout is None:
-        v = model(torch.cat([x, x]), torch.cat([tt, tt]), states, mask)
-    else:
-        v = model(torch.cat([x, x]), torch.cat([tt, tt]), states, mask,
-                  layout=torch.cat([layout, torch.zeros_like(layout)]))
+    extra = {} if layout is None else {"layout": torch.cat([layout, torch.zeros_like(layout)])}
+    v = model(torch.cat([x, x]), torch.cat([tt, tt]), states, mask, **extra)
     v_c, v_u = v.chunk(2)
     return v_u + float(guidance) * (v_c - v_u)
 

@@ -14,7 +14,7 @@ transformer goes by the words alone.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -58,7 +58,6 @@ class Plan:
     background: str
     relation: str | None
     confidence: float
-    words: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"objects": [{"shape": o.shape, "color": o.color, "size": o.size, "motion": o.motion}

@@ -23,20 +23,11 @@ import torch.nn.functional as F
 from ..errors import KinemaError
 from ..files import atomic_write
 from ..layout.planner import HEADS, RELATION_CLASSES, PlannerConfig, ScenePlanner, decode_plan
-from ..world.captions import caption, canonical_caption, group_objects, object_groups, relation_between
+from ..world.captions import caption, canonical_caption, caption_relation, object_groups
 from ..world.sample import sample_spec
 from ..world.spec import BACKGROUNDS, MAX_OBJECTS, SceneSpec
 
 IGNORE = -100
-
-
-def caption_relation(spec: SceneSpec) -> str | None:
-    """The relation a caption of `spec` names (the captions' own rule): two distinct single objects
-    in a clear relation."""
-    groups = group_objects(spec)
-    if len(groups) == 2 and all(n == 1 for _, n in groups):
-        return relation_between(spec, 0, 1)
-    return None
 
 
 def plan_targets(spec: SceneSpec, with_relation: bool = True) -> dict[str, list[int] | int]:
@@ -96,7 +87,7 @@ def plan_accuracy(planner: ScenePlanner, states: torch.Tensor, masks: torch.Tens
             logits = planner(states[i:i + 512].float(), masks[i:i + 512])
             for j, t in enumerate(targets[i:i + 512]):
                 plan = decode_plan(logits, j, min_confidence=0.0)
-                confident = decode_plan(logits, j, planner.config.min_confidence) is not None
+                confident = plan is not None and plan.confidence >= planner.config.min_confidence
                 n = sum(t["present"])
                 ok_count = plan is not None and len(plan.objects) == n
                 ok_objects = ok_count and all(

@@ -368,7 +368,7 @@ class Trainer:
             states, mask = self.text.encode(captions)
         states, mask = states.to(dev).float(), mask.to(dev)
         cond = paired(random_condition_mask(draws, z.shape[2], generator=self.gen))
-        layout = self._layout(batch, drop, paired, z.shape) if self._uses_layout() else None
+        layout = self._layout(batch, drop, draws, paired, z.shape) if self._uses_layout() else None
         target_fn = None
         if self.teacher is not None:
             from ..diffusion.sampling import guidance_text, guided_velocity
@@ -402,7 +402,8 @@ class Trainer:
     def _uses_layout(self) -> bool:
         return self.cfg.stage == "dit" and bool(getattr(self.dit_cfg, "layout_channels", 0))
 
-    def _layout(self, batch: dict, dropped: torch.Tensor, paired: Callable, latent_shape) -> torch.Tensor | None:
+    def _layout(self, batch: dict, dropped: torch.Tensor, draws: int, paired: Callable,
+                latent_shape) -> torch.Tensor | None:
         """The batch's scene layouts [B, K, t, h, w] on the device; clips whose caption was dropped,
         and `layout_dropout` of the others, get none (zeros). Clips without specs (a folder) get none."""
         if "spec" not in batch:
@@ -410,9 +411,8 @@ class Trainer:
         from ..layout import layout_batch
         from ..world.spec import SceneSpec
 
-        b, _, t, h, w = latent_shape
-        keep = ~dropped & paired(torch.rand(len(dropped) // (2 if self.cfg.data.mirror_pairs else 1),
-                                            generator=self.gen) >= self.cfg.layout_dropout)
+        _, _, t, h, w = latent_shape
+        keep = ~dropped & paired(torch.rand(draws, generator=self.gen) >= self.cfg.layout_dropout)
         specs = [SceneSpec.from_dict(s) if k else None for s, k in zip(batch["spec"], keep.tolist())]
         return layout_batch(specs, t, h, w, self.vae_cpu.config.temporal_downsample).to(self.device)
 

@@ -74,6 +74,15 @@ def relation_between(spec: SceneSpec, i: int, j: int, frame: int = 0) -> str | N
     return relation_of_offset((ax - bx) * spec.width, (ay - by) * spec.height, spec.shorter_side)
 
 
+def caption_relation(spec: SceneSpec) -> str | None:
+    """The relation a caption of `spec` names when it may name one: two distinct single objects in
+    a clear relation (else None)."""
+    groups = group_objects(spec)
+    if len(groups) == 2 and all(n == 1 for _, n in groups):
+        return relation_between(spec, 0, 1)
+    return None
+
+
 def relation_of_offset(dx: float, dy: float, shorter: float) -> str | None:
     """The relation rule, from a's centre minus b's in pixels: one axis must dominate the other by
     1.5 and exceed a tenth of the shorter side. The analyzer judges videos with the same rule."""
@@ -98,16 +107,15 @@ def _noun(obj: ObjectSpec, count: int, rng) -> str:
 
 
 def _clauses(spec: SceneSpec, rng, with_relation: bool = True) -> tuple[str, str]:
+    rel = caption_relation(spec) if with_relation else None
+    if rel is not None:
+        a, b = spec.objects
+        rel_words = _pick(rng, RELATION_PHRASES[rel])
+        na, nb = _noun(a, 1, rng), _noun(b, 1, rng)
+        finite = f"{na} {_pick(rng, MOTION_FINITE[a.motion])} {rel_words} {nb} that {_pick(rng, MOTION_FINITE[b.motion])}"
+        nominal = f"{na} {_pick(rng, MOTION_PARTICIPLE[a.motion])} {rel_words} {nb} {_pick(rng, MOTION_PARTICIPLE[b.motion])}"
+        return finite, nominal
     groups = group_objects(spec)
-    if with_relation and len(groups) == 2 and all(n == 1 for _, n in groups):
-        rel = relation_between(spec, 0, 1)
-        if rel is not None:
-            a, b = spec.objects
-            rel_words = _pick(rng, RELATION_PHRASES[rel])
-            na, nb = _noun(a, 1, rng), _noun(b, 1, rng)
-            finite = f"{na} {_pick(rng, MOTION_FINITE[a.motion])} {rel_words} {nb} that {_pick(rng, MOTION_FINITE[b.motion])}"
-            nominal = f"{na} {_pick(rng, MOTION_PARTICIPLE[a.motion])} {rel_words} {nb} {_pick(rng, MOTION_PARTICIPLE[b.motion])}"
-            return finite, nominal
     finite_parts, nominal_parts = [], []
     for obj, n in groups:
         noun = _noun(obj, n, rng)
