@@ -365,3 +365,48 @@ def test_layout_training_and_shipping_with_a_planner(tmp_path, te, monkeypatch):
     pipe = Pipeline.from_pretrained(tmp_path / "shipped")
     video = pipe.generate("two small shapes", num_frames=5, size="64x64", steps=2, progress=False)
     assert len(video.metadata["plan"]["objects"]) == 3
+
+
+def test_layout_caption_dropout_trains_clips_on_their_layout_alone(tmp_path, monkeypatch, capsys):
+    """With layout_caption_dropout 1 (and no other dropout) every clip keeps its layout and loses its
+    caption; with 0 every clip keeps both."""
+    import kinema.diffusion.flow as flow
+    from kinema.cli import main
+
+    seen = []
+    real_loss, real_encode = flow.flow_matching_loss_terms, TextEncoder.encode
+
+    def spy_loss(*args, layout=None, **kwargs):
+        seen.append(("layout", layout))
+        return real_loss(*args, layout=layout, **kwargs)
+
+    def spy_encode(self, captions, *args, **kwargs):
+        seen.append(("captions", list(captions)))
+        return real_encode(self, captions, *args, **kwargs)
+
+    monkeypatch.setattr(flow, "flow_matching_loss_terms", spy_loss)
+    monkeypatch.setattr(TextEncoder, "encode", spy_encode)
+
+    def run(blind: float) -> tuple[list, list]:
+        seen.clear()
+        cfg = tmp_path / f"blind{blind}.json"
+        cfg.write_text(json.dumps({"model": {"layout_channels": LAYOUT_CHANNELS}, "steps": 2, "caption_dropout": 0,
+                                   "layout_dropout": 0, "layout_caption_dropout": blind}))
+        assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg),
+                     "--out", str(tmp_path / f"run{blind}"), "--quiet"]) == 0
+        captions = [c for kind, c in seen if kind == "captions" and len(c) > 1]
+        layouts = [x for kind, x in seen if kind == "layout"]
+        return captions, layouts
+
+    captions, layouts = run(1.0)
+    assert captions and all(c == "" for batch in captions for c in batch)
+    assert layouts and all(x is not None and (x.flatten(1).abs().sum(1) > 0).all() for x in layouts)
+    captions, layouts = run(0.0)
+    assert captions and all(c != "" for batch in captions for c in batch)
+    assert all((x.flatten(1).abs().sum(1) > 0).all() for x in layouts)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model": {"layout_channels": LAYOUT_CHANNELS}, "layout_caption_dropout": 1.5}))
+    capsys.readouterr()
+    assert main(["train", "dit", "--preset", "smoke", "--config", str(bad), "--out", str(tmp_path / "bad"),
+                 "--quiet"]) != 0
+    assert "layout_caption_dropout: must be from 0 to 1" in capsys.readouterr().err

@@ -96,6 +96,8 @@ class TrainConfig:
                                        # (what tells a scene from its mirror: the words left and right)
     layout_dropout: float = 0.2        # dit with model.layout_channels: share of clips trained without their layout
                                        # (the frame-conditioned modes and folder clips go without one)
+    layout_caption_dropout: float = 0.0  # dit with layouts: share of the clips that keep their layout whose caption
+                                       # is dropped, so the layout alone must say which colour and shape go where
     timestep_shift: float = 0.0        # > 0: shift training timesteps by this fixed amount (towards noise,
                                        # where a sampler with a large shift spends its steps); 0: by token count
     pipeline: dict = field(default_factory=dict)  # defaults stored in the exported pipeline's config
@@ -337,6 +339,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
          "grounding_loss_weight: the grounding loss needs each scene's spec to know where the named objects "
          "are, so it needs stage \"dit\" and data.source \"world\"")
     need(math.isfinite(cfg.layout_dropout) and 0 <= cfg.layout_dropout <= 1, "layout_dropout: must be from 0 to 1")
+    need(math.isfinite(cfg.layout_caption_dropout) and 0 <= cfg.layout_caption_dropout <= 1,
+         "layout_caption_dropout: must be from 0 to 1")
     need(cfg.guidance_distill >= 0, "guidance_distill: must be >= 0")
     need(math.isfinite(cfg.timestep_shift) and cfg.timestep_shift >= 0,
          "timestep_shift: must be a finite number >= 0 (0 = shift by token count)")

@@ -363,12 +363,16 @@ class Trainer:
             return torch.cat([x, x]) if pairs else x
 
         drop = paired(torch.rand(draws, generator=self.gen) < self.cfg.caption_dropout)
+        cond = paired(random_condition_mask(draws, z.shape[2], generator=self.gen))
+        layout_kept = self._layout_kept(batch, drop, draws, paired)
+        if layout_kept is not None and self.cfg.layout_caption_dropout > 0:
+            blind = layout_kept & paired(torch.rand(draws, generator=self.gen) < self.cfg.layout_caption_dropout)
+            drop = drop | blind
         captions = ["" if d else c for d, c in zip(drop.tolist(), captions)]
         with torch.no_grad():
             states, mask = self.text.encode(captions)
         states, mask = states.to(dev).float(), mask.to(dev)
-        cond = paired(random_condition_mask(draws, z.shape[2], generator=self.gen))
-        layout = self._layout(batch, drop, draws, paired, z.shape) if self._uses_layout() else None
+        layout = self._layout(batch, layout_kept, z.shape) if layout_kept is not None else None
         target_fn = None
         if self.teacher is not None:
             from ..diffusion.sampling import guidance_text, guided_velocity
@@ -402,18 +406,21 @@ class Trainer:
     def _uses_layout(self) -> bool:
         return self.cfg.stage == "dit" and bool(getattr(self.dit_cfg, "layout_channels", 0))
 
-    def _layout(self, batch: dict, dropped: torch.Tensor, draws: int, paired: Callable,
-                latent_shape) -> torch.Tensor | None:
-        """The batch's scene layouts [B, K, t, h, w] on the device; clips whose caption was dropped,
-        and `layout_dropout` of the others, get none (zeros). Clips without specs (a folder) get none."""
-        if "spec" not in batch:
+    def _layout_kept(self, batch: dict, dropped: torch.Tensor, draws: int,
+                     paired: Callable) -> torch.Tensor | None:
+        """Which clips are given their layout: not those whose caption was dropped, nor `layout_dropout`
+        of the others. None when the model takes no layout or the clips carry no specs (a folder)."""
+        if not self._uses_layout() or "spec" not in batch:
             return None
+        return ~dropped & paired(torch.rand(draws, generator=self.gen) >= self.cfg.layout_dropout)
+
+    def _layout(self, batch: dict, kept: torch.Tensor, latent_shape) -> torch.Tensor:
+        """The batch's scene layouts [B, K, t, h, w] on the device; clips not `kept` get none (zeros)."""
         from ..layout import layout_batch
         from ..world.spec import SceneSpec
 
         _, _, t, h, w = latent_shape
-        keep = ~dropped & paired(torch.rand(draws, generator=self.gen) >= self.cfg.layout_dropout)
-        specs = [SceneSpec.from_dict(s) if k else None for s, k in zip(batch["spec"], keep.tolist())]
+        specs = [SceneSpec.from_dict(s) if k else None for s, k in zip(batch["spec"], kept.tolist())]
         return layout_batch(specs, t, h, w, self.vae_cpu.config.temporal_downsample).to(self.device)
 
     def _grounding_fn(self, batch: dict, captions: list[str], latent_shape) -> Callable:
