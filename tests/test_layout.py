@@ -127,6 +127,21 @@ def test_layout_fast_path_matches_the_reference():
     assert torch.allclose(fast, reference.detach(), atol=1e-4)
 
 
+def test_no_layout_is_the_same_as_an_all_zero_layout():
+    """Training gives a clip without a layout all zeros, so None (frame-conditioned modes) must add
+    the layer's bias just as zeros do, in the fast path and the reference path."""
+    model = _dit()
+    torch.nn.init.normal_(model.layout_embedder.weight, std=0.1)
+    torch.nn.init.normal_(model.layout_embedder.bias, std=0.5)
+    x, tt, s, m, lay = _inputs()
+    zeros = torch.zeros_like(lay)
+    with torch.no_grad():
+        assert torch.allclose(model(x, tt, s, m), model(x, tt, s, m, layout=zeros), atol=1e-5)
+    assert torch.allclose(model(x, tt, s, m), model(x, tt, s, m, layout=zeros), atol=1e-5)
+    with torch.no_grad():
+        assert (model(x, tt, s, m) - _dit()(x, tt, s, m)).abs().max() > 1e-3  # the bias does count
+
+
 def test_layout_shape_and_model_are_checked():
     x, tt, s, m, lay = _inputs()
     with pytest.raises(ConfigError, match="layout must be"):

@@ -698,8 +698,10 @@ class VideoDiT(nn.Module):
         return x.reshape(B, T // pt, (H // ph) * (W // pw), C * pt * ph * pw)
 
     def _add_layout(self, tokens: Tensor, layout: Tensor | None) -> Tensor:
-        if layout is None or self.layout_embedder is None:
+        if self.layout_embedder is None:
             return tokens
+        if layout is None:  # the same as all zeros, as the model was trained without a layout
+            return tokens + self.layout_embedder.bias.to(tokens.dtype)
         return tokens + self.layout_embedder(self.patchify(layout.to(tokens.dtype)))
 
     def unpatchify(self, x: Tensor, T: int, H: int, W: int) -> Tensor:
@@ -824,7 +826,9 @@ class VideoDiT(nn.Module):
         mw = _MatmulWeights(self, matmul_dtype)
         pooled, text = self._text_tensors(text_states, text_mask, matmul_dtype)
         tokens = mw.linear(self.patchify(x.to(dtype)), self.x_embedder).to(dtype)
-        if layout is not None and self.layout_embedder is not None:
+        if self.layout_embedder is not None and layout is None:
+            tokens = tokens + self.layout_embedder.bias.to(dtype)
+        elif self.layout_embedder is not None:
             tokens = tokens + mw.linear(self.patchify(layout.to(dtype)), self.layout_embedder).to(dtype)
         place = self._frame_place(Hp, Wp, x.device, dtype)
         if self.frame_pos is not None:
