@@ -72,6 +72,17 @@ def test_layout_offsets_say_where_the_centre_is_within_the_cell():
     assert lay[lf.OFFSET0 + 1, 0, 7, 8] > 0 > lay[lf.OFFSET0 + 1, 0, 8, 8]
 
 
+def test_a_later_window_layout_continues_the_scene():
+    """Latents from video frame 8 on: latent frame 0 is frame 8 alone, latent frame k its k-th group
+    of 4 after it, so groups 1.. land on the whole clip's groups 3.."""
+    spec = scene(ObjectSpec("square", "green", "large", "right", start=(0.2, 0.5)))
+    whole = layout_for_spec(spec, 7, 16, 16)
+    later = layout_for_spec(spec, 3, 16, 16, start_frame=8)
+    assert np.array_equal(later[:, 1:], whole[:, 3:5])
+    assert not np.array_equal(later[:, 0], whole[:, 0])  # frame 8, not frame 0
+    assert np.array_equal(layout_batch([spec], 3, 16, 16, start_frame=8)[0].numpy(), later)
+
+
 def test_layout_batch_leaves_none_empty():
     spec = scene(ObjectSpec("circle", "red"))
     out = layout_batch([spec, None], 2, 8, 8)
@@ -276,6 +287,27 @@ def layout_pipe(te):
     torch.nn.init.normal_(p.transformer.final_layer.linear.weight, std=0.05)
     p.planner = planner
     return p
+
+
+def test_every_window_of_a_long_clip_follows_the_plan(layout_pipe, monkeypatch):
+    """A clip longer than one window is planned whole; each window gets the plan's layout from the
+    video frame it starts at. Extending a given video plans nothing."""
+    calls = []
+    real = Pipeline.scene_layouts
+
+    def spy(self, specs, latent_frames, lat_h, lat_w, start_frame=0):
+        calls.append((latent_frames, start_frame, specs[0].num_frames))
+        return real(self, specs, latent_frames, lat_h, lat_w, start_frame)
+
+    monkeypatch.setattr(Pipeline, "scene_layouts", spy)
+    v = layout_pipe.generate("a large red circle moves right", num_frames=25, seed=3, progress=False)
+    # windows of 4 latent frames (13 video frames), 1 carried over: the second starts at frame 12
+    assert calls == [(4, 0, 25), (4, 12, 25)]
+    assert v.frames.shape[0] == 25 and len(v.metadata["plan"]["starts"]) == 3
+    calls.clear()
+    extended = layout_pipe.generate("a large red circle moves right", video=v.frames[:9], mode="extend",
+                                    num_frames=16, progress=False)
+    assert calls == [] and "plan" not in extended.metadata
 
 
 def test_pipeline_plans_text_to_video_and_says_so(layout_pipe):

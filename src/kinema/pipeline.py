@@ -212,6 +212,7 @@ class _Run:
         self.seed = int(seed)
         self.use_layout = bool(layout)
         self.plan: dict | None = None  # what the scene planner made of the prompt (text->video)
+        self.scene = None  # and that plan placed in the clip: a SceneSpec whose layout the windows follow
         self.width, self.height = width, height
         m = pipe.size_multiple
         self.gen_width, self.gen_height = _round_up(width, m), _round_up(height, m)
@@ -613,25 +614,38 @@ class Pipeline:
         return wanted and self.planner is not None
 
     @torch.no_grad()
-    def plan_layouts(self, states: torch.Tensor, mask: torch.Tensor, seeds: list[int], latent_frames: int,
-                     lat_h: int, lat_w: int) -> tuple[torch.Tensor, list[dict | None]]:
-        """The scene planner's reading of each prompt, placed in the frame (positions drawn from
-        each seed), as layouts [B, K, latent_frames, lat_h, lat_w] and as a dict per prompt for the
-        video's metadata (None, and an empty layout, where the planner is unsure of the prompt)."""
-        from .layout import layout_batch
+    def plan_scenes(self, states: torch.Tensor, mask: torch.Tensor, seeds: list[int], num_frames: int,
+                    lat_h: int, lat_w: int) -> tuple[list, list[dict | None]]:
+        """The scene planner's reading of each prompt, placed in a clip of `num_frames` frames
+        (positions drawn from each seed): a `SceneSpec` per prompt and a dict for the video's
+        metadata (both None where the planner is unsure of the prompt)."""
         from .layout.placement import place_plan
 
-        ft, fs = self.temporal_factor, self.spatial_factor
-        frames = 1 + ft * (latent_frames - 1)
+        fs = self.spatial_factor
         specs, described = [], []
         for plan, seed in zip(self.planner.plan(states.float(), mask), seeds):
             spec = None
             if plan is not None:
-                spec = place_plan(plan, lat_w * fs, lat_h * fs, frames, np.random.default_rng([int(seed), 71]))
+                spec = place_plan(plan, lat_w * fs, lat_h * fs, num_frames, np.random.default_rng([int(seed), 71]))
             specs.append(spec)
             described.append(None if spec is None else {
                 **plan.to_dict(), "starts": [[round(o.start[0], 4), round(o.start[1], 4)] for o in spec.objects]})
-        return layout_batch(specs, latent_frames, lat_h, lat_w, ft).to(self.device), described
+        return specs, described
+
+    def scene_layouts(self, specs: list, latent_frames: int, lat_h: int, lat_w: int,
+                      start_frame: int = 0) -> torch.Tensor:
+        """Layouts [B, K, latent_frames, lat_h, lat_w] of planned scenes (all zeros for None), for a
+        window whose latents begin at video frame `start_frame`."""
+        from .layout import layout_batch
+
+        return layout_batch(specs, latent_frames, lat_h, lat_w, self.temporal_factor, start_frame).to(self.device)
+
+    def plan_layouts(self, states: torch.Tensor, mask: torch.Tensor, seeds: list[int], latent_frames: int,
+                     lat_h: int, lat_w: int) -> tuple[torch.Tensor, list[dict | None]]:
+        """`plan_scenes` for one window of `latent_frames`, as its layouts and the metadata dicts."""
+        specs, described = self.plan_scenes(states, mask, seeds, 1 + self.temporal_factor * (latent_frames - 1),
+                                            lat_h, lat_w)
+        return self.scene_layouts(specs, latent_frames, lat_h, lat_w), described
 
     # ----- generation -------------------------------------------------------------------------
     def generate(self, prompt: str, *, seconds: float | None = None, num_frames: int | None = None,
@@ -916,29 +930,41 @@ class Pipeline:
         """`count` frames from text alone: one window, then forward extension."""
         ft, lmax = e.ft, int(self.config["max_latent_frames"])
         n = min(lmax, 1 + math.ceil((count - 1) / ft))
-        layout = None
         if e.run.use_layout and not isinstance(e, _DryEngine):
-            layouts, plans = self.plan_layouts(e.run.states, e.run.mask, [e.run.seed], n, e.run.lat_h, e.run.lat_w)
-            layout, e.run.plan = layouts, plans[0]
-        frames = e.decode(e.window(n, layout=layout))[:, :count]
+            # the whole clip is planned at once; each window gets its stretch of the plan
+            specs, plans = self.plan_scenes(e.run.states, e.run.mask, [e.run.seed], max(count, 1 + ft * (n - 1)),
+                                            e.run.lat_h, e.run.lat_w)
+            e.run.scene, e.run.plan = specs[0], plans[0]
+        frames = e.decode(e.window(n, layout=self._window_layout(e, n, 0)))[:, :count]
         if frames.shape[1] < count:
-            frames = torch.cat([frames, self._extend_forward(e, frames, count - frames.shape[1])], dim=1)
+            frames = torch.cat([frames, self._extend_forward(e, frames, count - frames.shape[1], planned=True)],
+                               dim=1)
         return frames
 
-    def _extend_forward(self, e: _Engine, clip: torch.Tensor, count: int) -> torch.Tensor:
-        """`count` new frames continuing `clip` [3, P, H, W] (gen space); returns only the new frames."""
+    def _window_layout(self, e: _Engine, latent_frames: int, start_frame: int) -> torch.Tensor | None:
+        """The planned scene's layout for a window from video frame `start_frame`; None unplanned."""
+        if e.run.scene is None:
+            return None
+        return self.scene_layouts([e.run.scene], latent_frames, e.run.lat_h, e.run.lat_w, start_frame)
+
+    def _extend_forward(self, e: _Engine, clip: torch.Tensor, count: int, planned: bool = False) -> torch.Tensor:
+        """`count` new frames continuing `clip` [3, P, H, W] (gen space); returns only the new frames.
+        `planned`: the clip is the start of the run's planned scene, whose layout the windows follow."""
         ft, lmax, ctx = e.ft, int(self.config["max_latent_frames"]), self._context
         timeline, new = clip, []
         remaining = count
+        timeline_start = 0  # the video frame timeline[:, 0] is
         while remaining > 0:
             p = timeline.shape[1]
             k = min(ctx, 1 + (p - 1) // ft)
             c = 1 + ft * (k - 1)
             m = min(lmax - k, math.ceil(remaining / ft))
-            z = e.window(k + m, first=e.head(timeline[:, p - c:]))
+            layout = self._window_layout(e, k + m, timeline_start + p - c) if planned else None
+            z = e.window(k + m, first=e.head(timeline[:, p - c:]), layout=layout)
             frames = e.decode(z)[:, c:c + remaining]
             new.append(frames)
             timeline = torch.cat([timeline[:, p - c:], frames], dim=1)
+            timeline_start += p - c
             remaining -= frames.shape[1]
         return torch.cat(new, dim=1) if new else clip[:, :0]
 

@@ -32,10 +32,13 @@ BACKGROUND0 = OFFSET0 + 2
 LAYOUT_CHANNELS = BACKGROUND0 + len(_BACKGROUNDS)
 
 
-def latent_frame_times(latent_frames: int, num_frames: int, temporal_factor: int) -> list[float]:
-    """The video frame (fractional) each latent frame is placed at, clamped to the scene's frames."""
+def latent_frame_times(latent_frames: int, num_frames: int, temporal_factor: int,
+                       start_frame: int = 0) -> list[float]:
+    """The video frame (fractional) each latent frame is placed at, clamped to the scene's frames,
+    for latents that begin at video frame `start_frame` (a later window of a long clip)."""
     last = max(0, num_frames - 1)
-    times = [0.0] + [k * temporal_factor - (temporal_factor - 1) / 2.0 for k in range(1, latent_frames)]
+    times = [float(start_frame)] + [start_frame + k * temporal_factor - (temporal_factor - 1) / 2.0
+                                    for k in range(1, latent_frames)]
     return [min(max(t, 0.0), float(last)) for t in times]
 
 
@@ -46,11 +49,12 @@ def _overlap(lo: float, hi: float, cells: int) -> np.ndarray:
 
 
 def layout_for_spec(spec: SceneSpec, latent_frames: int, lat_h: int, lat_w: int,
-                    temporal_factor: int = 4) -> np.ndarray:
-    """float32 [LAYOUT_CHANNELS, latent_frames, lat_h, lat_w] for one scene."""
+                    temporal_factor: int = 4, start_frame: int = 0) -> np.ndarray:
+    """float32 [LAYOUT_CHANNELS, latent_frames, lat_h, lat_w] for one scene, from video frame
+    `start_frame` on."""
     out = np.zeros((LAYOUT_CHANNELS, latent_frames, lat_h, lat_w), dtype=np.float32)
     out[BACKGROUND0 + _BACKGROUNDS.index(spec.background)] = 1.0
-    times = latent_frame_times(latent_frames, spec.num_frames, temporal_factor)
+    times = latent_frame_times(latent_frames, spec.num_frames, temporal_factor, start_frame)
     col_centres = np.arange(lat_w) + 0.5
     row_centres = np.arange(lat_h) + 0.5
     for obj in spec.objects:
@@ -77,11 +81,11 @@ def layout_for_spec(spec: SceneSpec, latent_frames: int, lat_h: int, lat_w: int,
 
 
 def layout_batch(specs: Sequence[SceneSpec | None], latent_frames: int, lat_h: int, lat_w: int,
-                 temporal_factor: int = 4) -> torch.Tensor:
-    """float32 [B, LAYOUT_CHANNELS, latent_frames, lat_h, lat_w]; a None spec gives all zeros
-    (no layout: the transformer then goes by the text alone)."""
+                 temporal_factor: int = 4, start_frame: int = 0) -> torch.Tensor:
+    """float32 [B, LAYOUT_CHANNELS, latent_frames, lat_h, lat_w] from video frame `start_frame` on;
+    a None spec gives all zeros (no layout: the transformer then goes by the text alone)."""
     out = np.zeros((len(specs), LAYOUT_CHANNELS, latent_frames, lat_h, lat_w), dtype=np.float32)
     for i, spec in enumerate(specs):
         if spec is not None:
-            out[i] = layout_for_spec(spec, latent_frames, lat_h, lat_w, temporal_factor)
+            out[i] = layout_for_spec(spec, latent_frames, lat_h, lat_w, temporal_factor, start_frame)
     return torch.from_numpy(out)
