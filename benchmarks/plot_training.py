@@ -40,13 +40,16 @@ def smooth(values: list[float], width: int) -> list[float]:
 
 def draw(ax, runs: list[tuple[str, Path]], keys: tuple[str, ...], title: str, ylabel: str, width: int,
          log: bool) -> None:
+    import matplotlib
+
     offset = 0
-    for name, path in runs:
+    colours = matplotlib.colormaps["tab10" if len(runs) <= 10 else "tab20"]
+    for i, (name, path) in enumerate(runs):
         key, rows = read_windows(path, keys)
         steps = [offset + s for s, _ in rows]
         note = "" if key == keys[-1] else f", {key}"
         ax.plot(steps, [v for _, v in rows], color="0.85", linewidth=0.8)
-        ax.plot(steps, smooth([v for _, v in rows], width), linewidth=1.6,
+        ax.plot(steps, smooth([v for _, v in rows], width), linewidth=1.6, color=colours(i),
                 label=f"{name} ({rows[-1][0]:,} steps{note})")
         offset = steps[-1]
         ax.axvline(offset, color="0.6", linestyle=":", linewidth=0.8)
@@ -56,7 +59,7 @@ def draw(ax, runs: list[tuple[str, Path]], keys: tuple[str, ...], title: str, yl
     if log:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: no curve hidden
 
 
 def main() -> None:
@@ -87,7 +90,7 @@ def main() -> None:
     panels = [p for p in panels if p[0]]
     if not panels:
         raise SystemExit("give at least one --vae or --dit run")
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.6), squeeze=False)
     for ax, (runs, keys, title, ylabel, log) in zip(axes[0], panels):
         draw(ax, runs, keys, title, ylabel, args.smooth, log)
     fig.tight_layout()
