@@ -16,20 +16,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import gzip
-import json
-from pathlib import Path
+
+from kinema.errors import KinemaError
+from kinema.eval.compare import read_samples
 
 NEAR = 0.15          # the farthest a detected first position may lie from the planned start
 EARLY_FRAMES = 2     # a detected object that first appears later is not the planned one
-
-
-def read_samples(path: Path) -> list[dict]:
-    if path.is_dir():
-        path = next((p for p in (path / "samples.jsonl.gz", path / "samples.jsonl") if p.is_file()), path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def attribute_verdict(found: str, own: str, other: str) -> str:
@@ -101,7 +93,10 @@ def main() -> None:
         label, sep, path = item.partition("=")
         if not sep:
             parser.error(f"{item!r}: expected LABEL=PATH")
-        samples = read_samples(Path(path))
+        try:
+            samples = read_samples(path)
+        except KinemaError as exc:
+            parser.error(str(exc))
         counts = binding_counts(samples)
         if not counts["videos"]:
             parser.error(f"{path}: no samples with a two-object plan (was the model sampled with a planner?)")
