@@ -826,10 +826,10 @@ class VideoDiT(nn.Module):
         mw = _MatmulWeights(self, matmul_dtype)
         pooled, text = self._text_tensors(text_states, text_mask, matmul_dtype)
         tokens = mw.linear(self.patchify(x.to(dtype)), self.x_embedder).to(dtype)
-        if self.layout_embedder is not None and layout is None:
-            tokens = tokens + self.layout_embedder.bias.to(dtype)
-        elif self.layout_embedder is not None:
-            tokens = tokens + mw.linear(self.patchify(layout.to(dtype)), self.layout_embedder).to(dtype)
+        if self.layout_embedder is not None:  # no layout adds the bias alone, as in _add_layout
+            embedded = (self.layout_embedder.bias if layout is None
+                        else mw.linear(self.patchify(layout.to(dtype)), self.layout_embedder))
+            tokens = tokens + embedded.to(dtype)
         place = self._frame_place(Hp, Wp, x.device, dtype)
         if self.frame_pos is not None:
             tokens = tokens + self.frame_pos.proj(place)
