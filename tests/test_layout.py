@@ -10,16 +10,17 @@ import torch
 from kinema.diffusion.flow import flow_matching_loss_terms
 from kinema.diffusion.sampling import sample
 from kinema.errors import KinemaError
-from kinema.layout import LAYOUT_CHANNELS, layout_batch, layout_for_spec
+from kinema.layout import LAYOUT_CHANNELS, layout_batch, layout_channels, layout_for_spec, outline_side
 from kinema.layout import features as lf
 from kinema.layout.placement import place_plan
 from kinema.layout.planner import HEADS, RELATION_CLASSES, Plan, PlannerConfig, ScenePlanner, decode_plan
-from kinema.models.dit import DiTConfig, VideoDiT, zero_start_keys
+from kinema.models.dit import DiTConfig, VideoDiT, grow_layout_channels, zero_start_keys
 from kinema.models.text import TextEncoder
 from kinema.models.vae import ConfigError, VAEConfig
 from kinema.pipeline import Pipeline
 from kinema.train.planner import plan_targets, train_planner
 from kinema.world.captions import canonical_caption, relation_between
+from kinema.world.render import render
 from kinema.world.spec import BACKGROUNDS, ObjectSpec, SceneSpec
 
 
@@ -83,6 +84,52 @@ def test_a_later_window_layout_continues_the_scene():
     assert np.array_equal(layout_batch([spec], 3, 16, 16, start_frame=8)[0].numpy(), later)
 
 
+def _outline_grid(lay, frame, side):
+    """The outline channels of one latent frame as one sub-cell grid [h * side, w * side]."""
+    _, _, h, w = lay.shape
+    cells = lay[lf.OUTLINE0:, frame].reshape(side, side, h, w)
+    return cells.transpose(2, 0, 3, 1).reshape(h * side, w * side)
+
+
+def test_outline_channels_draw_each_shape_as_the_world_renders_it():
+    """The outline is the rendered shape seen at sub-cell resolution: 4 x 4 sub-cells per latent
+    cell, 2 pixels each at 128 x 128; the base channels are the same with or without it."""
+    objects = [ObjectSpec("star", "yellow", "small", "still", start=(0.3, 0.3)),
+               ObjectSpec("triangle", "red", "large", "right", start=(0.5, 0.7), distance=0.3)]
+    spec = scene(*objects, background="black")
+    lay = layout_for_spec(spec, 7, 16, 16, outline=4)
+    assert lay.shape == (layout_channels(4), 7, 16, 16) == (42, 7, 16, 16)
+    assert np.array_equal(lay[:LAYOUT_CHANNELS], layout_for_spec(spec, 7, 16, 16))
+    frame0 = render(spec)[0].astype(np.float64)
+    drawn = (np.abs(frame0 - frame0[0, 0]).sum(-1) > 30).astype(np.float64)  # the black corner is empty
+    seen = drawn.reshape(64, 2, 64, 2).mean(axis=(1, 3))
+    grid = _outline_grid(lay, 0, 4)
+    assert np.abs(grid - seen).mean() < 0.01 and np.abs(grid - seen).max() < 0.75
+    assert 0 <= grid.min() and grid.max() <= 1
+    box = lay[lf.COVER, 0].repeat(4, 0).repeat(4, 1)
+    assert (grid[box == 0] == 0).all()  # never outside the boxes
+    # a star fills less of its box than a circle of the same size, in other sub-cells
+    circle = layout_for_spec(scene(ObjectSpec("circle", "yellow", "small", "still", start=(0.3, 0.3))),
+                             1, 16, 16, outline=4)
+    star = layout_for_spec(scene(objects[0]), 1, 16, 16, outline=4)
+    assert star[lf.OUTLINE0:].sum() < 0.75 * circle[lf.OUTLINE0:].sum()
+    assert np.array_equal(star[lf.COVER], circle[lf.COVER])
+
+
+def test_layout_channel_counts_name_the_outline():
+    assert [layout_channels(s) for s in (0, 1, 4)] == [26, 27, 42]
+    assert [outline_side(c) for c in (26, 27, 42, 90)] == [0, 1, 4, 8]
+    for bad in (31, 25, 26 + 81, "42", True):
+        with pytest.raises(ConfigError, match="layout_channels"):
+            outline_side(bad)
+    with pytest.raises(ConfigError, match="42 for s = 4"):
+        outline_side(31)
+    with pytest.raises(ConfigError, match="outline must be"):
+        layout_for_spec(scene(ObjectSpec("circle", "red")), 1, 8, 8, outline=9)
+    out = layout_batch([scene(ObjectSpec("circle", "red")), None], 2, 8, 8, outline=2)
+    assert out.shape == (2, 30, 2, 8, 8) and out[1].abs().sum() == 0
+
+
 def test_layout_batch_leaves_none_empty():
     spec = scene(ObjectSpec("circle", "red"))
     out = layout_batch([spec, None], 2, 8, 8)
@@ -126,6 +173,27 @@ def test_layout_layer_starts_as_a_no_op_and_then_steers():
         steered = with_layout(x, tt, s, m, layout=lay)
         assert torch.equal(with_layout(x, tt, s, m, layout=torch.zeros_like(lay)), base)
     assert (steered - base).abs().max() > 1e-3
+
+
+def test_growing_the_layout_layer_for_an_outline_keeps_the_outputs_until_trained():
+    base = _dit()
+    torch.nn.init.normal_(base.layout_embedder.weight, std=0.1)
+    torch.nn.init.normal_(base.layout_embedder.bias, std=0.1)
+    x, tt, s, m, _ = _inputs()
+    specs = [scene(ObjectSpec("circle", "red", "large", "up", start=(0.3, 0.6))),
+             scene(ObjectSpec("star", "white", "small", "left", start=(0.7, 0.3)))]
+    lay26, lay42 = layout_batch(specs, 2, 8, 8), layout_batch(specs, 2, 8, 8, outline=4)
+    with torch.no_grad():
+        before = base(x, tt, s, m, layout=lay26)
+        grown = _dit()
+        grown.load_state_dict(base.state_dict())
+        grow_layout_channels(grown, 42)
+        assert grown.config.layout_channels == 42 and grown.layout_embedder.in_features == 42 * 4
+        assert torch.equal(grown(x, tt, s, m, layout=lay42), before)
+        grown.layout_embedder.weight[:, 26 * 4:].normal_(std=0.1)  # as training would
+        assert (grown(x, tt, s, m, layout=lay42) - before).abs().max() > 1e-3
+    with pytest.raises(ConfigError, match="cannot grow"):
+        grow_layout_channels(grown, 26)
 
 
 def test_layout_fast_path_matches_the_reference():
@@ -343,6 +411,31 @@ def test_pipeline_saves_and_loads_the_planner(layout_pipe, te, tmp_path, monkeyp
     assert np.array_equal(a.frames, b.frames) and a.metadata["plan"] == b.metadata["plan"]
 
 
+def test_an_outline_transformer_gets_planned_outlines(layout_pipe, te, monkeypatch):
+    pipe = Pipeline.from_configs(VAEConfig(base_channels=8),
+                                 DiTConfig(hidden_size=32, depth=2, num_heads=2, layout_channels=42),
+                                 text_encoder=te, seed=0, steps=2, max_latent_frames=4, size="64x64")
+    torch.manual_seed(0)
+    torch.nn.init.normal_(pipe.transformer.layout_embedder.weight, std=0.2)
+    pipe.planner = layout_pipe.planner
+    given = []
+    real = VideoDiT.forward
+
+    def spy(self, *args, layout=None, **kwargs):
+        given.append(layout)
+        return real(self, *args, layout=layout, **kwargs)
+
+    monkeypatch.setattr(VideoDiT, "forward", spy)
+    v = pipe.generate("a large red circle moves right", num_frames=5, seed=3, progress=False)
+    assert len(v.metadata["plan"]["objects"]) == 3
+    planned = [x for x in given if x is not None and x.abs().sum() > 0]
+    assert planned and all(x.shape[1] == 42 for x in planned)
+    assert all(x[:, lf.OUTLINE0:].sum() > 0 for x in planned)  # the three small objects' outlines
+    with pytest.raises(KinemaError, match="layout_channels 31"):
+        Pipeline(pipe.vae, VideoDiT(DiTConfig(hidden_size=32, depth=2, num_heads=2, layout_channels=31)), te,
+                 planner=pipe.planner)
+
+
 def test_a_planner_needs_a_layout_transformer(te):
     with pytest.raises(KinemaError, match="takes no layout"):
         Pipeline(Pipeline.from_configs(VAEConfig(base_channels=8), DiTConfig(hidden_size=32, depth=2, num_heads=2),
@@ -457,3 +550,48 @@ def test_layout_caption_dropout_trains_clips_on_their_layout_alone(tmp_path, mon
     assert main(["train", "dit", "--preset", "smoke", "--config", str(bad), "--out", str(tmp_path / "bad"),
                  "--quiet"]) != 0
     assert "layout_caption_dropout: must be from 0 to 1" in capsys.readouterr().err
+
+
+def test_training_grows_a_layout_transformer_to_take_the_outline(tmp_path, capsys):
+    """`init` weights with the 26 base channels train on with an outline: the new channels start at
+    zero weights, every layout handed to the loss carries the outline, and a channel count the
+    layout cannot make is refused before training."""
+    import kinema.diffusion.flow as flow
+    from kinema.cli import main
+    from safetensors.torch import load_file
+
+    base_cfg = tmp_path / "base.json"
+    base_cfg.write_text(json.dumps({"model": {"layout_channels": LAYOUT_CHANNELS}, "steps": 1}))
+    assert main(["train", "dit", "--preset", "smoke", "--config", str(base_cfg), "--out", str(tmp_path / "base"),
+                 "--quiet"]) == 0
+    seen = []
+    real_loss = flow.flow_matching_loss_terms
+
+    def spy_loss(*args, layout=None, **kwargs):
+        seen.append(layout)
+        return real_loss(*args, layout=layout, **kwargs)
+
+    grown_cfg = tmp_path / "grown.json"
+    grown_cfg.write_text(json.dumps({"init": str(tmp_path / "base" / "final"), "model": {"layout_channels": 42},
+                                     "steps": 1, "layout_dropout": 0, "caption_dropout": 0, "ema_decay": 0.0,
+                                     "optim": {"lr": 1e-12, "warmup_steps": 0}}))
+    mp = pytest.MonkeyPatch()
+    mp.setattr(flow, "flow_matching_loss_terms", spy_loss)
+    try:
+        assert main(["train", "dit", "--preset", "smoke", "--config", str(grown_cfg), "--vae",
+                     str(tmp_path / "base" / "final" / "vae"), "--out", str(tmp_path / "grown"), "--quiet"]) == 0
+    finally:
+        mp.undo()
+    layouts = [x for x in seen if x is not None]
+    assert layouts and all(x.shape[1] == 42 and x[:, lf.OUTLINE0:].sum() > 0 for x in layouts)
+    name = "transformer/diffusion_pytorch_model.safetensors"
+    start, tuned = (load_file(str(tmp_path / d / "final" / name)) for d in ("base", "grown"))
+    w0, w1 = start["layout_embedder.weight"], tuned["layout_embedder.weight"]
+    assert w1.shape == (w0.shape[0], 42 * w0.shape[1] // LAYOUT_CHANNELS)
+    assert torch.allclose(w1[:, :w0.shape[1]], w0, atol=1e-6) and w1[:, w0.shape[1]:].abs().max() < 1e-6
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model": {"layout_channels": 31}}))
+    capsys.readouterr()
+    assert main(["train", "dit", "--preset", "smoke", "--config", str(bad), "--out", str(tmp_path / "bad"),
+                 "--quiet"]) == 2
+    assert "layout_channels 31" in capsys.readouterr().err

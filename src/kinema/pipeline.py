@@ -404,9 +404,13 @@ class Pipeline:
                 f"the transformer expects {d_dit}-d text states but the text encoder gives {d_text}-d"
             )
         if self.planner is not None:
-            if not _dit_attr(self.transformer, ("layout_channels",)):
+            from .layout import outline_side
+
+            channels = _dit_attr(self.transformer, ("layout_channels",))
+            if not channels:
                 raise KinemaError("the model has a scene planner but its transformer takes no layout "
                                   "(layout_channels 0)")
+            outline_side(int(channels))  # a count the layout cannot make is named here, not mid-generation
             d_plan = self.planner.config.text_dim
             if d_text is not None and int(d_plan) != int(d_text):
                 raise KinemaError(f"the scene planner reads {d_plan}-d text states but the text encoder gives "
@@ -636,9 +640,11 @@ class Pipeline:
                       start_frame: int = 0) -> torch.Tensor:
         """Layouts [B, K, latent_frames, lat_h, lat_w] of planned scenes (all zeros for None), for a
         window whose latents begin at video frame `start_frame`."""
-        from .layout import layout_batch
+        from .layout import layout_batch, outline_side
 
-        return layout_batch(specs, latent_frames, lat_h, lat_w, self.temporal_factor, start_frame).to(self.device)
+        outline = outline_side(int(_dit_attr(self.transformer, ("layout_channels",))))
+        return layout_batch(specs, latent_frames, lat_h, lat_w, self.temporal_factor, start_frame,
+                            outline).to(self.device)
 
     def plan_layouts(self, states: torch.Tensor, mask: torch.Tensor, seeds: list[int], latent_frames: int,
                      lat_h: int, lat_w: int) -> tuple[torch.Tensor, list[dict | None]]:

@@ -6,6 +6,6 @@ the prompt's text-encoder states, and the placement prior (`placement`), which p
 objects in the frame as the prompt's relation asks.
 """
 
-from .features import LAYOUT_CHANNELS, layout_batch, layout_for_spec
+from .features import LAYOUT_CHANNELS, layout_batch, layout_channels, layout_for_spec, outline_side
 
-__all__ = ["LAYOUT_CHANNELS", "layout_batch", "layout_for_spec"]
+__all__ = ["LAYOUT_CHANNELS", "layout_batch", "layout_channels", "layout_for_spec", "outline_side"]

@@ -165,6 +165,26 @@ def zero_start_keys(model: "VideoDiT") -> set[str]:
             or k.startswith("layout_embedder.")}
 
 
+def grow_layout_channels(model: "VideoDiT", channels: int) -> None:
+    """Give `model`'s layout layer `channels` input channels, the new ones after the old with zero
+    weights (as `kinema.layout` appends an outline after the base channels), so that its outputs
+    stay the same whatever the new channels hold, until training teaches it to read them."""
+    cfg = model.config
+    if model.layout_embedder is None or channels < cfg.layout_channels:
+        raise ConfigError(f"cannot grow a layout layer of {cfg.layout_channels} channels to {channels}")
+    if channels == cfg.layout_channels:
+        return
+    old = model.layout_embedder
+    per_channel = old.in_features // cfg.layout_channels  # patchify puts the channel outermost
+    grown = nn.Linear(channels * per_channel, old.out_features).to(old.weight.device, old.weight.dtype)
+    with torch.no_grad():
+        grown.weight.zero_()
+        grown.weight[:, :old.in_features] = old.weight
+        grown.bias.copy_(old.bias)
+    model.layout_embedder = grown
+    cfg.layout_channels = channels
+
+
 def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
     """How the head dimension is split across (t, h, w); each part even."""
     hw = 2 * (head_dim // 6)

@@ -119,8 +119,10 @@ def init_component(stage: str, path: str | os.PathLike, model: nn.Module) -> nn.
     a pipeline folder, or its vae/ (vae stage) or transformer/ (dit stage) folder. Its weights must
     fit `model` exactly, except that a decoder grown by `decoder_extra_blocks` may lack its extra
     blocks (they start as the identity) and a transformer its optional zero-start layers
-    (`frame_position`, `cross_position`, `text_refiner`); a mismatch is an error naming the tensors."""
-    from ..models.dit import DiTConfig, VideoDiT, zero_start_keys
+    (`frame_position`, `cross_position`, `text_refiner`), and a transformer's layout layer may be
+    grown to more channels (an outline added; the new channels start at zero weights); a mismatch
+    is an error naming the tensors."""
+    from ..models.dit import DiTConfig, VideoDiT, grow_layout_channels, zero_start_keys
     from ..models.vae import CausalVideoVAE, VAEConfig, grown_decoder_keys
     from ..pipeline import _load_component
 
@@ -135,6 +137,9 @@ def init_component(stage: str, path: str | os.PathLike, model: nn.Module) -> nn.
         loaded = _load_component(folder.parent, folder.name, config_cls, model_cls)
     except KinemaError as exc:
         raise KinemaError(f"init {folder}: not the {comp_name} weights the {stage} stage needs ({exc})") from None
+    wanted_layout = getattr(getattr(model, "config", None), "layout_channels", 0)
+    if stage != "vae" and 0 < loaded.config.layout_channels < wanted_layout:
+        grow_layout_channels(loaded, wanted_layout)
     state = loaded.state_dict()
     expected = model.state_dict()
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()

@@ -341,6 +341,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(math.isfinite(cfg.layout_dropout) and 0 <= cfg.layout_dropout <= 1, "layout_dropout: must be from 0 to 1")
     need(math.isfinite(cfg.layout_caption_dropout) and 0 <= cfg.layout_caption_dropout <= 1,
          "layout_caption_dropout: must be from 0 to 1")
+    if cfg.stage == "dit" and cfg.model.get("layout_channels"):
+        from ..layout import outline_side
+
+        outline_side(cfg.model["layout_channels"])  # names the counts a layout can have
     need(cfg.guidance_distill >= 0, "guidance_distill: must be >= 0")
     need(math.isfinite(cfg.timestep_shift) and cfg.timestep_shift >= 0,
          "timestep_shift: must be a finite number >= 0 (0 = shift by token count)")

@@ -416,12 +416,13 @@ class Trainer:
 
     def _layout(self, batch: dict, kept: torch.Tensor, latent_shape) -> torch.Tensor:
         """The batch's scene layouts [B, K, t, h, w] on the device; clips not `kept` get none (zeros)."""
-        from ..layout import layout_batch
+        from ..layout import layout_batch, outline_side
         from ..world.spec import SceneSpec
 
         _, _, t, h, w = latent_shape
         specs = [SceneSpec.from_dict(s) if k else None for s, k in zip(batch["spec"], kept.tolist())]
-        return layout_batch(specs, t, h, w, self.vae_cpu.config.temporal_downsample).to(self.device)
+        return layout_batch(specs, t, h, w, self.vae_cpu.config.temporal_downsample,
+                            outline=outline_side(self.dit_cfg.layout_channels)).to(self.device)
 
     def _grounding_fn(self, batch: dict, captions: list[str], latent_shape) -> Callable:
         """maps -> the grounding loss of this batch (captions as given to the model, dropped ones empty)."""
