@@ -128,5 +128,6 @@ def test_a_layout_init_trains_on_as_a_layout_transformer(tmp_path, monkeypatch):
         batch=8, cache_batches=4, teacher_s=30, distill_s=10, init=str(ROOT / "src/kinema/weights/kinema-tiny"),
         text_encoder=None, workers=1, cache_dir=str(tmp_path / "c"), teacher_out=str(tmp_path / "t"))
     shipped = json.loads((ROOT / "src/kinema/weights/kinema-tiny/transformer/config.json").read_text())
-    assert shipped["layout_channels"] == 26
-    assert teacher["model"]["layout_channels"] == 26 and distill["model"]["layout_channels"] == 26
+    assert shipped["layout_channels"] in (26, 42)  # the base layout, or with the 4 x 4 outline
+    want = shipped["layout_channels"]
+    assert teacher["model"]["layout_channels"] == want and distill["model"]["layout_channels"] == want
