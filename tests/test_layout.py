@@ -124,8 +124,9 @@ def test_layout_channel_counts_name_the_outline():
             outline_side(bad)
     with pytest.raises(ConfigError, match="42 for s = 4"):
         outline_side(31)
-    with pytest.raises(ConfigError, match="outline must be"):
-        layout_for_spec(scene(ObjectSpec("circle", "red")), 1, 8, 8, outline=9)
+    for bad in (9, -1, True, 2.0):
+        with pytest.raises(ConfigError, match="outline must be"):
+            layout_for_spec(scene(ObjectSpec("circle", "red")), 1, 8, 8, outline=bad)
     out = layout_batch([scene(ObjectSpec("circle", "red")), None], 2, 8, 8, outline=2)
     assert out.shape == (2, 30, 2, 8, 8) and out[1].abs().sum() == 0
 

@@ -73,7 +73,7 @@ def _overlap(lo: float, hi: float, cells: int) -> np.ndarray:
 
 
 def _check_outline(outline: int) -> None:
-    if not (isinstance(outline, int) and 0 <= outline <= MAX_OUTLINE):
+    if not (isinstance(outline, int) and not isinstance(outline, bool) and 0 <= outline <= MAX_OUTLINE):
         raise ConfigError(f"outline must be a whole number from 0 to {MAX_OUTLINE}, got {outline!r}")
 
 
