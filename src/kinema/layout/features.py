@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..models.vae import ConfigError
-from ..world.render import shape_coverage
+from ..world.masks import sampled_coverage
 from ..world.spec import BACKGROUNDS, COLORS, MOTIONS, SHAPES, SIZES, SceneSpec
 
 _COLORS, _SHAPES, _SIZES, _MOTIONS, _BACKGROUNDS = (list(COLORS), list(SHAPES), list(SIZES), list(MOTIONS),
@@ -80,25 +80,9 @@ def _check_outline(outline: int) -> None:
 def _outline(spec: SceneSpec, times: list[float], lat_h: int, lat_w: int, side: int) -> np.ndarray:
     """[side * side, latent_frames, lat_h, lat_w]: the share of each sub-cell the scene's shapes cover
     (anti-aliased over one sub-cell, overlapping shapes adding up to at most 1)."""
-    rows, cols = lat_h * side, lat_w * side
-    grid = np.zeros((len(times), rows, cols), dtype=np.float32)
-    for obj in spec.objects:
-        hx, hy = spec.half_extent(obj)
-        half = hx * cols  # in sub-cells; a latent cell holds as many pixels across as down
-        for k, f in enumerate(times):
-            cx, cy = spec.center(obj, f)
-            x, y = cx * cols, cy * rows
-            c0, c1 = max(int(np.floor(x - half - 1)), 0), min(int(np.ceil(x + half + 1)), cols)
-            r0, r1 = max(int(np.floor(y - hy * rows - 1)), 0), min(int(np.ceil(y + hy * rows + 1)), rows)
-            if c0 >= c1 or r0 >= r1:
-                continue
-            dx = (np.arange(c0, c1) + 0.5 - x)[None, :]
-            dy = (np.arange(r0, r1) + 0.5 - y)[:, None]
-            dx, dy = np.broadcast_arrays(dx, dy)
-            grid[k, r0:r1, c0:c1] += shape_coverage(obj.shape, half, dx, dy).astype(np.float32)
-    np.minimum(grid, 1.0, out=grid)
+    grid = np.minimum(sampled_coverage(spec, times, lat_h * side, lat_w * side).sum(axis=0), 1.0)
     # [t, h*s, w*s] -> [s*s, t, h, w], sub-cells row by row
-    cells = grid.reshape(len(times), lat_h, side, lat_w, side).transpose(2, 4, 0, 1, 3)
+    cells = grid.astype(np.float32).reshape(len(times), lat_h, side, lat_w, side).transpose(2, 4, 0, 1, 3)
     return cells.reshape(side * side, len(times), lat_h, lat_w)
 
 
