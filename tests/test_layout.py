@@ -553,7 +553,7 @@ def test_layout_caption_dropout_trains_clips_on_their_layout_alone(tmp_path, mon
     assert "layout_caption_dropout: must be from 0 to 1" in capsys.readouterr().err
 
 
-def test_training_grows_a_layout_transformer_to_take_the_outline(tmp_path, capsys):
+def test_training_grows_a_layout_transformer_to_take_the_outline(tmp_path, capsys, monkeypatch):
     """`init` weights with the 26 base channels train on with an outline: the new channels start at
     zero weights, every layout handed to the loss carries the outline, and a channel count the
     layout cannot make is refused before training."""
@@ -576,13 +576,9 @@ def test_training_grows_a_layout_transformer_to_take_the_outline(tmp_path, capsy
     grown_cfg.write_text(json.dumps({"init": str(tmp_path / "base" / "final"), "model": {"layout_channels": 42},
                                      "steps": 1, "layout_dropout": 0, "caption_dropout": 0, "ema_decay": 0.0,
                                      "optim": {"lr": 1e-12, "warmup_steps": 0}}))
-    mp = pytest.MonkeyPatch()
-    mp.setattr(flow, "flow_matching_loss_terms", spy_loss)
-    try:
-        assert main(["train", "dit", "--preset", "smoke", "--config", str(grown_cfg), "--vae",
-                     str(tmp_path / "base" / "final" / "vae"), "--out", str(tmp_path / "grown"), "--quiet"]) == 0
-    finally:
-        mp.undo()
+    monkeypatch.setattr(flow, "flow_matching_loss_terms", spy_loss)
+    assert main(["train", "dit", "--preset", "smoke", "--config", str(grown_cfg), "--vae",
+                 str(tmp_path / "base" / "final" / "vae"), "--out", str(tmp_path / "grown"), "--quiet"]) == 0
     layouts = [x for x in seen if x is not None]
     assert layouts and all(x.shape[1] == 42 and x[:, lf.OUTLINE0:].sum() > 0 for x in layouts)
     name = "transformer/diffusion_pytorch_model.safetensors"
