@@ -6,7 +6,7 @@ prints its stage breakdown (startup = imports, load, text, denoise, decode, writ
 (clip length / wall time) and peak resident memory.
 
     python benchmarks/generate.py [--model PATH] [--runs 3] [--size 128x128] [--seconds 2] [--fps 12]
-                                  [--steps N] [--sampler euler|heun|multistep]
+                                  [--steps N] [--sampler euler|heun|multistep] [--guidance-interval LO,HI]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kinema.sampler_names import SAMPLERS
+from kinema.sampler_names import SAMPLERS, parse_guidance_interval
 
 
 # the `kinema` script a user runs, from this interpreter's environment
@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=12.0)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--sampler", default=None, choices=SAMPLERS)
+    ap.add_argument("--guidance-interval", type=parse_guidance_interval, default=None, metavar="LO,HI",
+                    help="guide only the steps whose time lies in [LO, HI] (default: the model's)")
     ap.add_argument("--prompt", default="a large red circle moves right on a navy background")
     args = ap.parse_args()
     results = []
@@ -52,6 +54,8 @@ def main() -> None:
                 cmd += ["--steps", str(args.steps)]
             if args.sampler:
                 cmd += ["--sampler", args.sampler]
+            if args.guidance_interval:
+                cmd += ["--guidance-interval", ",".join(f"{t:g}" for t in args.guidance_interval)]
             t = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True)
             wall = time.perf_counter() - t

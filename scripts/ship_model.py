@@ -4,7 +4,7 @@ MiniLM recorded as the text encoder, and the model named.
 
     python scripts/ship_model.py runs/kinema-tiny/dit/final src/kinema/weights/kinema-tiny [--name kinema-tiny]
         [--vae runs/decoder/final] [--steps N] [--sampler euler|heun|multistep] [--shift S]
-        [--guidance G] [--planner runs/planner]
+        [--guidance G] [--guidance-interval LO,HI] [--planner runs/planner]
 
 --planner ships a scene planner (`kinema train planner`: its OUT folder or OUT/planner) with a
 transformer trained with layout channels.
@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from kinema.sampler_names import parse_guidance_interval
 
 
 def main() -> None:
@@ -39,6 +41,9 @@ def main() -> None:
                     "kinema eval --shift against the rule)")
     ap.add_argument("--guidance", type=float, default=None,
                     help="default guidance scale to record (one that passed kinema eval)")
+    ap.add_argument("--guidance-interval", type=parse_guidance_interval, default=None, metavar="LO,HI",
+                    help="record guiding only the steps whose time lies in [LO, HI] (one that passed kinema eval "
+                    "--guidance-interval)")
     ap.add_argument("--planner", default=None,
                     help="the scene planner to ship (OUT or OUT/planner of `kinema train planner`)")
     args = ap.parse_args()
@@ -81,6 +86,8 @@ def main() -> None:
         defaults["shift"] = args.shift
     if args.guidance is not None:
         defaults["guidance"] = args.guidance
+    if args.guidance_interval is not None:
+        defaults["guidance_interval"] = list(args.guidance_interval)
     planner = None
     if args.planner:
         from kinema.layout.planner import PlannerConfig, ScenePlanner

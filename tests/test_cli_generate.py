@@ -82,9 +82,10 @@ def test_cli_modes_from_files(model_dir, tmp_path, fast_text, capsys):
     Video(np.full((40, 40, 3), 128, np.uint8)).save(img)
     out = tmp_path / "i2v.mp4"
     assert main(["generate", PROMPT, "-o", str(out), "--model", model_dir, "--image", str(img), "--seconds", "1",
-                 "--quiet", "--loop"]) == 0
+                 "--quiet", "--loop", "--guidance-interval", "0,0.5"]) == 0
     v = Video.read(out)
     assert v.num_frames == 8 and v.metadata["mode"] == "loop"
+    assert v.metadata["guidance_interval"] == [0.0, 0.5]
 
 
 @pytest.mark.parametrize("args,word", [
@@ -94,6 +95,7 @@ def test_cli_modes_from_files(model_dir, tmp_path, fast_text, capsys):
     (["--num-frames", "0"], "num_frames"),
     (["--mode", "warp"], "warp"),
     (["--shift", "0"], "shift"),
+    (["--guidance-interval", "0.9,0.1"], "guidance_interval"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(model_dir, tmp_path, fast_text, capsys, args, word):
     rc = main(["generate", PROMPT, "-o", str(tmp_path / "x.mp4"), "--model", model_dir, "--quiet"] + args)

@@ -118,6 +118,34 @@ def test_report_header_names_the_settings_the_pipeline_resolved(tmp_path):
     assert "steps 7, guidance 1.0, sampler multistep, shift 6.0" in (tmp_path / "asked" / "report.md").read_text()
 
 
+def test_report_header_names_the_guidance_interval_asked_for(tmp_path):
+    items = benchmark_items(1, num_frames=5)
+
+    class Resolving(Oracle):
+        def __init__(self, items):
+            super().__init__(items)
+            self.asked = []
+
+        def generate(self, prompt, **kw):
+            self.asked.append(kw.get("guidance_interval"))
+            return super().generate(prompt, **{k: v for k, v in kw.items() if k != "guidance_interval"})
+
+        def resolve_sampling(self, steps=None, guidance=None, sampler=None, shift=None, guidance_interval=None):
+            settings = {"steps": 20, "guidance": 4.0, "sampler": "multistep", "shift": 6.0}
+            if guidance_interval is not None:
+                settings["guidance_interval"] = list(guidance_interval)
+            return settings
+
+    pipe = Resolving(items)
+    report = run_eval(pipe, tmp_path / "gi", n=1, seeds=(0,), workers=1, progress=False, guidance_interval=(0.0, 0.8),
+                      size_kwargs={"num_frames": 5})
+    assert report["meta"]["settings"]["guidance_interval"] == [0.0, 0.8]
+    assert set(pipe.asked) == {(0.0, 0.8)}
+    assert "guidance 4.0, guidance interval [0, 0.8], sampler" in (tmp_path / "gi" / "report.md").read_text()
+    run_eval(pipe, tmp_path / "every", n=1, seeds=(0,), workers=1, progress=False, size_kwargs={"num_frames": 5})
+    assert "interval" not in (tmp_path / "every" / "report.md").read_text()
+
+
 def test_report_header_names_the_denoising_precision(tmp_path):
     items = benchmark_items(1, num_frames=5)
 

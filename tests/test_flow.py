@@ -358,6 +358,39 @@ def test_sampler_guidance_batches_cond_and_uncond():
     assert torch.allclose(out1, torch.full_like(out1, -2.0)) and model.batches[-1] == 1
 
 
+def test_sampler_guides_only_inside_the_guidance_interval():
+    class TextShift(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = []  # (batch, time, layout's value)
+
+        def forward(self, x, t, states, mask, layout=None):
+            self.calls.append((x.shape[0], round(float(t[0, 0]), 3), float(layout[0, 0, 0, 0, 0])))
+            return torch.zeros_like(x) + states[:, 0, 0].view(-1, 1, 1, 1, 1)
+
+    noise = torch.zeros(1, 2, 1, 2, 2)
+    cs, cm = torch.full((1, 3, 4), 2.0), torch.ones(1, 3, dtype=torch.bool)
+    us, um = torch.full((1, 3, 4), 1.0), torch.ones(1, 3, dtype=torch.bool)
+    layout = torch.full((1, 5, 1, 2, 2), 7.0)
+    model = TextShift()
+    out = sample(model, noise, cs, cm, uncond_states=us, uncond_mask=um, guidance=3.0, steps=4,
+                 layout=layout, guidance_interval=(0.0, 0.6))
+    # t = 1 and 0.75 outside: the conditional prediction alone (v = 2, with the layout); 0.5 and 0.25
+    # inside: guided (v = 1 + 3 (2 - 1) = 4). Euler steps of 0.25.
+    assert [(b, t) for b, t, _ in model.calls] == [(1, 1.0), (1, 0.75), (2, 0.5), (2, 0.25)]
+    assert all(value == 7.0 for _, _, value in model.calls)
+    assert torch.allclose(out, torch.full_like(out, -0.25 * (2 + 2 + 4 + 4)))
+    every = sample(TextShift(), noise, cs, cm, uncond_states=us, uncond_mask=um, guidance=3.0, steps=4,
+                   layout=layout)
+    whole = sample(TextShift(), noise, cs, cm, uncond_states=us, uncond_mask=um, guidance=3.0, steps=4,
+                   layout=layout, guidance_interval=(0.0, 1.0))
+    assert torch.equal(every, whole) and torch.allclose(every, torch.full_like(every, -4.0))
+    for bad in ((0.8, 0.2), (0.0, 1.5), (0.5,), "0,1"):
+        with pytest.raises(ValueError, match="guidance_interval"):
+            sample(model, noise, cs, cm, uncond_states=us, uncond_mask=um, guidance=3.0, steps=4,
+                   guidance_interval=bad)
+
+
 def test_guided_velocity_is_the_sampling_rule():
     from kinema.diffusion.sampling import guidance_text, guided_velocity
 

@@ -424,6 +424,35 @@ def test_model_shift_is_the_default_and_a_bad_one_fails_at_load(saved, tmp_path,
         Pipeline.from_pretrained(d)
 
 
+def test_guidance_interval_from_the_model_or_the_request(saved, tmp_path, loaded):
+    d = _copy(saved, tmp_path)
+    index = json.loads((d / "model_index.json").read_text())
+    index["defaults"]["guidance_interval"] = [0.0, 0.6]
+    (d / "model_index.json").write_text(json.dumps(index))
+    pipe = Pipeline.from_pretrained(d)
+    calls = []
+    pipe.transformer.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    limited = gen(pipe, steps=4, shift=1.0, seed=3)
+    assert limited.metadata["guidance_interval"] == [0.0, 0.6]
+    assert calls == [1, 1, 2, 2]  # t = 1 and 0.75 unguided, 0.5 and 0.25 guided
+    assert pipe.resolve_sampling()["guidance_interval"] == [0.0, 0.6]
+    calls.clear()
+    every = gen(pipe, steps=4, shift=1.0, seed=3, guidance_interval=(0.0, 1.0))
+    assert calls == [2, 2, 2, 2] and every.metadata["guidance_interval"] == [0.0, 1.0]
+    assert not np.array_equal(limited.frames, every.frames)
+    batch = pipe.generate_batch([PROMPT], seeds=[3], num_frames=5, steps=4, shift=1.0)
+    assert batch[0].metadata["guidance_interval"] == [0.0, 0.6]
+    assert np.abs(batch[0].frames.astype(int) - limited.frames).max() <= 3
+    with pytest.raises(KinemaError, match="guidance_interval"):
+        gen(pipe, guidance_interval=(0.7, 0.2))
+    assert "guidance_interval" not in gen(loaded).metadata  # the default: every step guided
+    for bad in ([0.5], [0.0, 2.0], "0,1"):
+        index["defaults"]["guidance_interval"] = bad
+        (d / "model_index.json").write_text(json.dumps(index))
+        with pytest.raises(KinemaError, match="guidance_interval"):
+            Pipeline.from_pretrained(d)
+
+
 def test_parse_size():
     assert parse_size("128x96") == (128, 96) and parse_size((64, 32)) == (64, 32)
     assert parse_size(" 64 x 48 ") == (64, 48)

@@ -67,6 +67,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "seconds": 2.0,
     "steps": 20,
     "guidance": 5.0,
+    "guidance_interval": None,  # [lo, hi]: guide only the steps whose time t lies there (None: every step)
     "distilled_guidance": None,  # the guidance scale a distilled transformer learned (then guidance is 1)
     "sampler": "euler",
     "shift": None,  # a number, or None: shift_for_tokens() of each window's token count
@@ -207,7 +208,7 @@ class _Run:
 
     def __init__(self, pipe: "Pipeline", width: int, height: int, steps: int, guidance: float, sampler: str,
                  seed: int, shift: float | None = None, states=None, mask=None, ustates=None, umask=None,
-                 layout: bool = False):
+                 layout: bool = False, guidance_interval: tuple[float, float] | None = None):
         self.pipe = pipe
         self.seed = int(seed)
         self.use_layout = bool(layout)
@@ -219,6 +220,7 @@ class _Run:
         fs = pipe.spatial_factor
         self.lat_h, self.lat_w = self.gen_height // fs, self.gen_width // fs
         self.steps, self.guidance, self.sampler, self.shift = steps, guidance, sampler, shift
+        self.guidance_interval = guidance_interval
         self.generator = torch.Generator().manual_seed(int(seed))
         self.states, self.mask, self.ustates, self.umask = states, mask, ustates, umask
 
@@ -300,7 +302,7 @@ class _Engine:
                 guidance=run.guidance, steps=run.steps, shift=pipe._shift(n, run.lat_h, run.lat_w, run.shift),
                 cond_latents=cond if bool(mask.any()) else None, cond_mask=mask if bool(mask.any()) else None,
                 start_t=start_t, init_latents=init, sampler=run.sampler, progress=report,
-                generators=[run.generator], layout=layout,
+                generators=[run.generator], layout=layout, guidance_interval=run.guidance_interval,
             ).float()
         self.timings["denoise"] += time.perf_counter() - t0
         self.windows.append({"latents": z, "cond_latents": cond, "cond_mask": mask, "start_t": start_t})
@@ -422,6 +424,7 @@ class Pipeline:
         denoise_dtype(self.config["denoise_precision"], torch.device("cpu"))
         self._sampling_settings(None, None, None, None, None)  # so do bad sampling defaults
         self._layout_on(None)  # and a bad layout default
+        self._guidance_interval(None)  # and a bad guidance interval
 
     def to(self, device) -> "Pipeline":
         self.vae.to(device)
@@ -568,15 +571,19 @@ class Pipeline:
         return states.to(self.device, torch.float32), mask.to(self.device)
 
     def resolve_sampling(self, steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
-                         shift: float | None = None) -> dict[str, Any]:
-        """The steps, guidance, sampler and shift a request with these values would use (None:
-        the model's default; a shift of None means the token-count rule), the transformer's
+                         shift: float | None = None,
+                         guidance_interval: tuple[float, float] | None = None) -> dict[str, Any]:
+        """The steps, guidance, sampler, shift and guidance interval a request with these values
+        would use (None: the model's default; a shift of None means the token-count rule), the transformer's
         matmul precision on this pipeline's device ("fp32" or "bf16"), and for a model with a scene
         planner whether text->video plans a layout ("planned" or "off")."""
         _, _, steps, guidance, sampler, shift = self._sampling_settings(None, steps, guidance, sampler, shift)
         low = self._denoise_dtype() == torch.bfloat16
         settings = {"steps": steps, "guidance": guidance, "sampler": sampler, "shift": shift,
                     "precision": "bf16" if low else "fp32"}
+        interval = self._guidance_interval(guidance_interval)
+        if interval is not None:
+            settings["guidance_interval"] = list(interval)
         if self.planner is not None:
             settings["layout"] = "planned" if self._layout_on(None) else "off"
         return settings
@@ -608,6 +615,20 @@ class Pipeline:
             if shift <= 0.0:
                 raise KinemaError(f"shift must be above 0 and at most 100, got {shift}")
         return width, height, steps, guidance, sampler, shift
+
+    def _guidance_interval(self, interval) -> tuple[float, float] | None:
+        """The request's guidance interval (lo, hi), or the config's; None guides every step."""
+        if interval is None:
+            interval = self.config.get("guidance_interval")
+        if interval is None:
+            return None
+        if isinstance(interval, str) or not hasattr(interval, "__len__") or len(interval) != 2:
+            raise KinemaError(f"guidance_interval must be two times [lo, hi] from 0 to 1, got {interval!r}")
+        lo = _check_float(interval[0], "guidance_interval's lo", 0.0, 1.0)
+        hi = _check_float(interval[1], "guidance_interval's hi", 0.0, 1.0)
+        if lo > hi:
+            raise KinemaError(f"guidance_interval's lo must not exceed its hi, got {interval!r}")
+        return lo, hi
 
     # ----- scene layout -----------------------------------------------------------------------
     def _layout_on(self, layout: bool | None) -> bool:
@@ -660,12 +681,13 @@ class Pipeline:
                  image=None, video=None, end_video=None, mode: str | None = None, strength: float | None = None,
                  loop: bool = False, sampler: str | None = None, shift: float | None = None,
                  progress: bool | Callable[[int, int], None] = True, return_latents: bool = False,
-                 layout: bool | None = None):
+                 layout: bool | None = None, guidance_interval: tuple[float, float] | None = None):
         """Generate a video; see the module docstring for modes and frame counts.
 
         Returns a `Video` (or `(video, windows)` with return_latents=True, where each window is a
         dict of the final `latents`, the `cond_latents` and the `cond_mask` of given frames).
         `layout` (default: the config's) lets a model with a scene planner plan text->video first.
+        `guidance_interval` (lo, hi) (default: the config's) guides only the steps whose time lies in it.
         """
         t_start = time.perf_counter()
         cfg = self.config
@@ -691,8 +713,9 @@ class Pipeline:
         fps = _check_float(fps, "fps", 1.0, 240.0)
         count = self._frame_count(mode, seconds, num_frames, fps, video_u8)
 
+        interval = self._guidance_interval(guidance_interval)
         run = _Run(self, width, height, steps, guidance, sampler, int(seed), shift,
-                   layout=self._layout_on(layout))
+                   layout=self._layout_on(layout), guidance_interval=interval)
         dry = _DryEngine(run)
         self._run_mode(dry, mode, count, image_u8, video_u8, end_u8, strength)
 
@@ -745,6 +768,8 @@ class Pipeline:
             "num_frames": int(frames.shape[0]),
             "fps": fps,
         }
+        if interval is not None:
+            metadata["guidance_interval"] = list(interval)
         if run.plan is not None:
             metadata["plan"] = run.plan
         if mode == "edit":
@@ -765,7 +790,8 @@ class Pipeline:
                        fps: float | None = None, steps: int | None = None, guidance: float | None = None,
                        negative_prompt: str | None = None, sampler: str | None = None,
                        shift: float | None = None, progress: bool = False,
-                       layout: bool | None = None) -> list[Video]:
+                       layout: bool | None = None,
+                       guidance_interval: tuple[float, float] | None = None) -> list[Video]:
         """Text->video for many prompts at once, one window each, batched through the transformer.
 
         Each video equals `generate(prompt, seed=seed, ...)` up to float rounding: the same
@@ -782,7 +808,8 @@ class Pipeline:
                                                                                   shift)
         fps = _check_float(cfg["fps"] if fps is None else fps, "fps", 1.0, 240.0)
         count = self._frame_count("t2v", seconds, num_frames, fps, None)
-        run = _Run(self, width, height, steps, guidance, sampler, 0, shift)
+        interval = self._guidance_interval(guidance_interval)
+        run = _Run(self, width, height, steps, guidance, sampler, 0, shift, guidance_interval=interval)
         ft = self.temporal_factor
         n = 1 + math.ceil((count - 1) / ft)
         if n > int(cfg["max_latent_frames"]):
@@ -799,7 +826,7 @@ class Pipeline:
             z = sample(self.transformer, noise.to(self.device), states[:-1], mask[:-1], uncond_states=states[-1:],
                        uncond_mask=mask[-1:], guidance=guidance, steps=steps,
                        shift=self._shift(n, run.lat_h, run.lat_w, shift), sampler=sampler,
-                       generators=generators, layout=layouts).float()
+                       generators=generators, layout=layouts, guidance_interval=interval).float()
         engine = _Engine(run, None, 0)
         videos = []
         for i, prompt in enumerate(prompts):
@@ -808,6 +835,8 @@ class Pipeline:
                     "seed": int(seeds[i]), "mode": "t2v", "steps": steps, "guidance": guidance,
                     "sampler": sampler, "shift": shift, "size": f"{width}x{height}", "num_frames": count,
                     "fps": fps}
+            if interval is not None:
+                meta["guidance_interval"] = list(interval)
             if plans[i] is not None:
                 meta["plan"] = plans[i]
             videos.append(Video(_float_to_u8(_resize(frames, height, width)), fps=fps, metadata=meta))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import KinemaError
-from ..sampler_names import SAMPLERS
+from ..sampler_names import SAMPLERS, parse_guidance_interval
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sampler (default: the model's)")
     p.add_argument("--shift", type=float, default=None,
                    help="sampling time shift, > 1 spends more steps at high noise (default: the model's)")
+    p.add_argument("--guidance-interval", type=parse_guidance_interval, default=None, metavar="LO,HI",
+                   help="guide only the steps whose time t (1 = noise) lies in [LO, HI]; the others take one "
+                   "network call instead of two (default: the model's; 0,1 guides every step)")
     p.add_argument("--no-layout", action="store_true",
                    help="a model with a scene planner: do not plan the scenes (the words alone steer)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -44,7 +47,8 @@ def _eval(args) -> int:
     if args.no_layout:
         pipe.config["layout"] = False
     report = run_eval(pipe, args.output, n=args.n, seeds=tuple(range(args.seeds)), steps=args.steps,
-                      guidance=args.guidance, sampler=args.sampler, shift=args.shift, batch_size=args.batch_size,
+                      guidance=args.guidance, sampler=args.sampler, shift=args.shift,
+                      guidance_interval=args.guidance_interval, batch_size=args.batch_size,
                       workers=args.workers, model_name=args.model or "kinema-tiny")
     from ..eval.run import markdown
 

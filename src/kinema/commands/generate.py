@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..cli import PROCESS_START, request_fast_exit
 from ..errors import KinemaError
-from ..sampler_names import SAMPLERS
+from ..sampler_names import SAMPLERS, parse_guidance_interval
 
 _SUFFIXES = (".mp4", ".gif", ".png")
 
@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shift", type=float, default=None,
                    help="sampling time shift; above 1 spends more steps at high noise, where the layout "
                    "is decided (default: the model's)")
+    p.add_argument("--guidance-interval", type=parse_guidance_interval, default=None, metavar="LO,HI",
+                   help="guide only the steps whose time t (1 = noise) lies in [LO, HI]; the others take one "
+                   "network call instead of two (default: the model's; 0,1 guides every step)")
     p.add_argument("--no-layout", action="store_true",
                    help="do not plan the scene first (a model with a scene planner then goes by the words alone)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
@@ -94,6 +97,7 @@ def handler(args: argparse.Namespace) -> int:
         image=args.image, video=args.video, end_video=args.end_video, mode=args.mode,
         strength=args.strength, loop=args.loop, sampler=args.sampler, shift=args.shift,
         progress=not args.quiet, layout=False if args.no_layout else None,
+        guidance_interval=args.guidance_interval,
     )
     if suffix == ".png" and video.num_frames != 1:
         raise KinemaError(f"output {args.output!r}: a .png holds one frame, this result has {video.num_frames}; use .mp4 or .gif")

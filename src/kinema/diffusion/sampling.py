@@ -72,6 +72,19 @@ def guided_velocity(model, x: torch.Tensor, tt: torch.Tensor, states: torch.Tens
     return v_u + float(guidance) * (v_c - v_u)
 
 
+def _check_interval(interval) -> tuple[float, float]:
+    """(lo, hi) of a guidance interval; None: every time in [0, 1]."""
+    if interval is None:
+        return 0.0, 1.0
+    try:
+        lo, hi = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise ValueError(f"guidance_interval must be two times (lo, hi), got {interval!r}") from None
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"guidance_interval must satisfy 0 <= lo <= hi <= 1, got {interval!r}")
+    return lo, hi
+
+
 def _expand_batch(x: torch.Tensor, batch: int, what: str) -> torch.Tensor:
     if x.shape[0] == batch:
         return x
@@ -88,12 +101,15 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
            start_t: float = 1.0, init_latents: torch.Tensor | None = None, sampler: str = "euler",
            progress: Callable[[int, int], None] | None = None,
            generators: list[torch.Generator] | None = None,
-           layout: torch.Tensor | None = None) -> torch.Tensor:
+           layout: torch.Tensor | None = None,
+           guidance_interval: tuple[float, float] | None = None) -> torch.Tensor:
     """Denoise `noise` [B, C, T, H, W] into latents.
 
     - Guidance: with `uncond_states` and guidance != 1, conditional and unconditional predictions
       come from one batched forward: v = v_u + g (v_c - v_u). The unconditional states are the
-      empty prompt's, or a negative prompt's.
+      empty prompt's, or a negative prompt's. `guidance_interval` (lo, hi) guides only the steps
+      whose time t lies in [lo, hi] and takes the conditional prediction alone (one network call on
+      half the batch) at the others; None guides every step.
     - Frame conditioning: `cond_mask` [B, T] or [T] bool marks given frames, whose values are
       taken from `cond_latents` (same shape as `noise`); they stay exactly equal to them.
     - Edit: with `init_latents` and start_t < 1 the sampler starts from init noised to start_t
@@ -150,12 +166,16 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
         layout = _expand_batch(layout.to(device=device, dtype=dtype), b, "layout")
     extra = {} if layout is None else {"layout": layout}
 
+    lo, hi = _check_interval(guidance_interval)
+
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
         tt = torch.full((b, t_frames), float(t), device=device, dtype=dtype)
         if cond_mask is not None:
             tt = tt.masked_fill(cond_mask, 0.0)
-        if use_cfg:
+        if use_cfg and lo <= t <= hi:
             return guided_velocity(model, x, tt, states, mask, guidance, layout)
+        if use_cfg:  # the conditional half of the batched states alone
+            return model(x, tt, states[:b], mask[:b], **extra)
         return model(x, tt, states, mask, **extra)
 
     if float(start_t) < 1.0:

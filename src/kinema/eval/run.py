@@ -53,7 +53,7 @@ def _detected(obj: dict) -> dict:
 
 def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batch_size: int = 16,
                  on_progress: Callable[[int, int], None] | None = None, sampler: str | None = None,
-                 shift: float | None = None):
+                 shift: float | None = None, guidance_interval: tuple[float, float] | None = None):
     """Yield (item, seed, Video) for every item and seed, batched when the pipeline can."""
     jobs = [(item, seed) for item in items for seed in seeds]
     batched = hasattr(pipe, "generate_batch")
@@ -63,6 +63,8 @@ def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batc
         first = chunk[0][0].spec
         kwargs = dict(num_frames=first.num_frames, size=f"{first.width}x{first.height}", fps=first.fps,
                       steps=steps, guidance=guidance, sampler=sampler, shift=shift)
+        if guidance_interval is not None:  # asked for: a pipeline without it fails by name
+            kwargs["guidance_interval"] = guidance_interval
         if batched:
             videos = pipe.generate_batch([it.prompt for it, _ in chunk], seeds=[s for _, s in chunk],
                                          progress=False, **kwargs)
@@ -78,6 +80,7 @@ def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batc
 def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps: int | None = None,
              guidance: float | None = None, batch_size: int = 16, workers: int | None = None,
              sampler: str | None = None, shift: float | None = None,
+             guidance_interval: tuple[float, float] | None = None,
              model_name: str = "", progress: bool = True, size_kwargs: dict | None = None,
              items: list[Item] | None = None) -> dict:
     """`size_kwargs` (width, height, fps, num_frames) overrides the default 2 s 128×128 12 fps clip.
@@ -112,7 +115,8 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
     try:
         for item, seed, video in generate_all(pipe, items, seeds, steps, guidance, batch_size,
-                                                  sampler=sampler, shift=shift):
+                                                  sampler=sampler, shift=shift,
+                                                  guidance_interval=guidance_interval):
             args = (item.category, item.spec.to_dict(), video.frames)
             fut = pool.submit(_analyze_and_judge, args) if pool else _analyze_and_judge(args)
             pending.append((item, seed, video, fut))
@@ -128,7 +132,9 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
         if bar:
             bar.close()
     elapsed = time.perf_counter() - t0
-    settings = pipe.resolve_sampling(steps, guidance, sampler, shift) if hasattr(pipe, "resolve_sampling") else None
+    asked = {} if guidance_interval is None else {"guidance_interval": guidance_interval}
+    settings = (pipe.resolve_sampling(steps, guidance, sampler, shift, **asked)
+                if hasattr(pipe, "resolve_sampling") else None)
     report = summarize(records, n=n, seeds=list(seeds), elapsed=elapsed, model=model_name, steps=steps,
                        guidance=guidance, sampler=sampler, shift=shift, settings=settings)
     _write(out, report, records, sheet_cells)
@@ -171,13 +177,16 @@ def _settings_text(meta: dict) -> str:
     report knows them (`settings`, resolved by the pipeline), else what was asked or 'default'."""
     used = meta.get("settings") or {}
     parts = []
-    for key in ("steps", "guidance", "sampler", "shift", "precision", "layout"):
-        if key in ("precision", "layout") and key not in used:
-            continue  # runs from before the setting existed: float32, no layout
+    for key in ("steps", "guidance", "guidance_interval", "sampler", "shift", "precision", "layout"):
+        if key in ("guidance_interval", "precision", "layout") and key not in used:
+            continue  # runs from before the setting existed (float32, no layout), or guided at every step
         if key in used:
             value = used[key] if used[key] is not None else "by token count"
         else:
             value = meta.get(key) if meta.get(key) is not None else "default"
+        if key == "guidance_interval":  # guided only at times t in [lo, hi]
+            parts.append("guidance interval [{:g}, {:g}]".format(*value))
+            continue
         parts.append(f"{key} {value}")
     return ", ".join(parts)
 
