@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from .diffusion.flow import num_tokens_for, shift_for_tokens
-from .diffusion.sampling import SAMPLERS, edit_schedule, sample
+from .diffusion.sampling import SAMPLERS, check_guidance_interval, edit_schedule, sample
 from .errors import KinemaError
 from .files import give_usual_permissions
 from .models.loading import all_finite, skip_weight_init
@@ -618,17 +618,10 @@ class Pipeline:
 
     def _guidance_interval(self, interval) -> tuple[float, float] | None:
         """The request's guidance interval (lo, hi), or the config's; None guides every step."""
-        if interval is None:
-            interval = self.config.get("guidance_interval")
-        if interval is None:
-            return None
-        if isinstance(interval, str) or not hasattr(interval, "__len__") or len(interval) != 2:
-            raise KinemaError(f"guidance_interval must be two times [lo, hi] from 0 to 1, got {interval!r}")
-        lo = _check_float(interval[0], "guidance_interval's lo", 0.0, 1.0)
-        hi = _check_float(interval[1], "guidance_interval's hi", 0.0, 1.0)
-        if lo > hi:
-            raise KinemaError(f"guidance_interval's lo must not exceed its hi, got {interval!r}")
-        return lo, hi
+        try:
+            return check_guidance_interval(self.config.get("guidance_interval") if interval is None else interval)
+        except ValueError as exc:
+            raise KinemaError(str(exc)) from None
 
     # ----- scene layout -----------------------------------------------------------------------
     def _layout_on(self, layout: bool | None) -> bool:

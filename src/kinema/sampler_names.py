@@ -1,5 +1,6 @@
-"""The samplers' names, in a module without torch, so the command line can offer them as choices
-without paying torch's import at start-up (`kinema.diffusion.sampling` implements them)."""
+"""The samplers' names and the parsing of sampling options, in a module without torch, so the
+command line can offer and read them without paying torch's import at start-up
+(`kinema.diffusion.sampling` implements and checks them)."""
 
 SAMPLERS = ("euler", "heun", "multistep", "stochastic")
 

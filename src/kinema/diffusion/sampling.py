@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from ..sampler_names import SAMPLERS
 from .flow import add_noise, time_shift, unshift_time
 
-__all__ = ["timestep_schedule", "edit_schedule", "sample", "guidance_text", "guided_velocity", "SAMPLERS"]
+__all__ = ["timestep_schedule", "edit_schedule", "sample", "guidance_text", "guided_velocity",
+           "check_guidance_interval", "SAMPLERS"]
 
 
 def timestep_schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
@@ -72,15 +73,20 @@ def guided_velocity(model, x: torch.Tensor, tt: torch.Tensor, states: torch.Tens
     return v_u + float(guidance) * (v_c - v_u)
 
 
-def _check_interval(interval) -> tuple[float, float]:
-    """(lo, hi) of a guidance interval; None: every time in [0, 1]."""
+def check_guidance_interval(interval) -> tuple[float, float] | None:
+    """A guidance interval as (lo, hi), checked: two times with 0 <= lo <= hi <= 1; None (every
+    step guided) stays None. Raises ValueError naming `guidance_interval`."""
     if interval is None:
-        return 0.0, 1.0
+        return None
+    wrong = f"guidance_interval must be two times (lo, hi) from 0 to 1, got {interval!r}"
+    if isinstance(interval, str) or not hasattr(interval, "__len__") or len(interval) != 2 \
+            or any(isinstance(v, bool) for v in interval):
+        raise ValueError(wrong)
     try:
-        lo, hi = (float(v) for v in interval)
+        lo, hi = float(interval[0]), float(interval[1])
     except (TypeError, ValueError):
-        raise ValueError(f"guidance_interval must be two times (lo, hi), got {interval!r}") from None
-    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(wrong) from None
+    if not 0.0 <= lo <= hi <= 1.0:  # NaN fails this too
         raise ValueError(f"guidance_interval must satisfy 0 <= lo <= hi <= 1, got {interval!r}")
     return lo, hi
 
@@ -166,7 +172,7 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: tor
         layout = _expand_batch(layout.to(device=device, dtype=dtype), b, "layout")
     extra = {} if layout is None else {"layout": layout}
 
-    lo, hi = _check_interval(guidance_interval)
+    lo, hi = check_guidance_interval(guidance_interval) or (0.0, 1.0)
 
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
         tt = torch.full((b, t_frames), float(t), device=device, dtype=dtype)
