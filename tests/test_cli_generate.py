@@ -172,3 +172,11 @@ def test_generate_ends_without_teardown_once_written(model_dir, tmp_path, launch
                          capture_output=True, text=True, timeout=120, env=env)
     assert bad.returncode == 2 and "prompt is empty" in bad.stderr
     assert "TEARDOWN" in bad.stdout
+
+
+@pytest.mark.parametrize("value,word", [("colour", "'colour'"), (",", "non-empty")])
+def test_eval_refuses_unknown_categories_in_one_line(tmp_path, capsys, value, word):
+    rc = main(["eval", "--categories", value, "-o", str(tmp_path / "report")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and word in err and err.startswith("kinema: error:") and len(err.splitlines()) == 1
+    assert not (tmp_path / "report").exists()

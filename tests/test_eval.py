@@ -4,6 +4,7 @@ verdicts must be right) or a corrupted one (the matching verdicts must fail)."""
 import json
 
 import numpy as np
+import pytest
 
 from kinema.eval.prompts import CATEGORIES, benchmark_items
 from kinema.eval.run import run_eval
@@ -176,3 +177,37 @@ def test_samples_keep_the_plan_and_the_header_says_the_layout_was_planned(tmp_pa
     assert "precision fp32, layout planned" in (tmp_path / "report.md").read_text()
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert all(s["plan"]["prompt_seen"] == s["prompt"] for s in samples)
+
+
+def test_categories_keep_the_whole_benchmarks_prompts_for_those_categories():
+    whole = benchmark_items(3, num_frames=5)
+    some = benchmark_items(3, categories=["binding", "count"], num_frames=5)
+    assert [it.category for it in some] == ["count"] * 6 + ["binding"] * 6  # benchmark order, both splits
+    expected = [it for it in whole if it.category in ("count", "binding")]
+    assert [(it.prompt, it.split, it.index, it.spec.to_dict()) for it in some] == \
+        [(it.prompt, it.split, it.index, it.spec.to_dict()) for it in expected]
+
+
+@pytest.mark.parametrize("categories,word", [(["colour"], "'colour'"), ([], "non-empty"), ("count", "non-empty")])
+def test_unknown_or_empty_categories_are_refused_by_name(tmp_path, categories, word):
+    with pytest.raises(ValueError, match=word):
+        run_eval(Oracle([]), tmp_path / "out", n=1, seeds=(0,), workers=1, progress=False, categories=categories)
+    assert not (tmp_path / "out").exists()  # nothing written for a refused run
+
+
+def test_a_run_on_one_category_reports_only_it(tmp_path):
+    items = benchmark_items(2, categories=["count"], num_frames=5)
+    report = run_eval(Oracle(items), tmp_path, n=2, seeds=(0,), workers=1, progress=False,
+                      size_kwargs={"num_frames": 5}, categories=("count",))
+    rows = {r["category"]: r for r in report["rows"]}
+    assert rows["count (1-3)"]["seen"]["rate"] == 1.0 and rows["count (1-3)"]["heldout"]["n"] == 2
+    assert rows["colour"]["seen"]["n"] == 0 and rows["colour"]["seen"]["rate"] is None
+    assert report["meta"]["categories"] == ["count"] and report["meta"]["videos"] == 4
+    assert report["temporal_stability"]["n"] == 0 and report["temporal_stability"]["mean"] is None
+
+    def refuse(token):
+        raise AssertionError(f"report.json holds {token}")
+    json.loads((tmp_path / "report.json").read_text(), parse_constant=refuse)  # strict JSON: no NaN
+    md = (tmp_path / "report.md").read_text()
+    assert "categories count only" in md and "| temporal stability (static prompts; 1 − mean frame difference) | – |" in md
+    assert "| colour | –  |  | ≥ 95.0% |" in md  # no interval for a row without videos

@@ -1,10 +1,11 @@
-"""`kinema eval [--model PATH] [--n N] -o REPORT_DIR`: the prompt-adherence benchmark."""
+"""`kinema eval [--model PATH] [--n N] [--categories A,B] -o REPORT_DIR`: the prompt-adherence benchmark."""
 
 from __future__ import annotations
 
 import argparse
 
 from ..errors import KinemaError
+from ..eval.prompts import CATEGORIES, check_categories
 from ..sampler_names import SAMPLERS, parse_guidance_interval
 
 
@@ -22,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance-interval", type=parse_guidance_interval, default=None, metavar="LO,HI",
                    help="guide only the steps whose time t (1 = noise) lies in [LO, HI]; the others take one "
                    "network call instead of two (default: the model's; 0,1 guides every step)")
+    p.add_argument("--categories", type=_categories, default=None, metavar="NAME[,NAME…]",
+                   help=f"run only these categories ({', '.join(CATEGORIES)}), on the same prompts and seeds "
+                   "as a whole run, e.g. to check one row before a whole benchmark (default: all)")
     p.add_argument("--no-layout", action="store_true",
                    help="a model with a scene planner: do not plan the scenes (the words alone steer)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -31,12 +35,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_eval)
 
 
+def _categories(text: str) -> list[str]:
+    """'count, binding' -> ['count', 'binding']; `_eval` checks the names."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def _eval(args) -> int:
     from ..eval.run import run_eval
     from ..pipeline import Pipeline
 
     if args.n < 1 or args.seeds < 1:
         raise KinemaError("--n and --seeds must be at least 1")
+    if args.categories is not None:
+        try:
+            args.categories = check_categories(args.categories)
+        except ValueError as e:
+            raise KinemaError(f"--categories: {e}") from None
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -49,7 +63,8 @@ def _eval(args) -> int:
     report = run_eval(pipe, args.output, n=args.n, seeds=tuple(range(args.seeds)), steps=args.steps,
                       guidance=args.guidance, sampler=args.sampler, shift=args.shift,
                       guidance_interval=args.guidance_interval, batch_size=args.batch_size,
-                      workers=args.workers, model_name=args.model or "kinema-tiny")
+                      workers=args.workers, model_name=args.model or "kinema-tiny",
+                      categories=args.categories)
     from ..eval.run import markdown
 
     print(markdown(report))

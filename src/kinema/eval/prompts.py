@@ -75,10 +75,24 @@ def make_item(category: str, split: str, index: int, seed: int = 0, width: int =
     raise RuntimeError(f"could not build a {category} prompt")
 
 
-def benchmark_items(n: int, seed: int = 0, **size) -> list[Item]:
-    """`n` prompts per category and split (static: seen only)."""
+def check_categories(categories) -> tuple[str, ...]:
+    """The benchmark categories asked for, in the benchmark's order; unknown names are refused by name."""
+    if isinstance(categories, str) or not categories:
+        raise ValueError(f"categories must be a non-empty list of {', '.join(CATEGORIES)}, got {categories!r}")
+    unknown = [c for c in categories if c not in CATEGORIES]
+    if unknown:
+        raise ValueError(f"unknown benchmark categor{'y' if len(unknown) == 1 else 'ies'} "
+                         f"{', '.join(map(repr, unknown))}: choose from {', '.join(CATEGORIES)}")
+    return tuple(c for c in CATEGORIES if c in categories)
+
+
+def benchmark_items(n: int, seed: int = 0, categories=None, **size) -> list[Item]:
+    """`n` prompts per category and split (static: seen only). `categories` keeps only those
+    categories; their prompts and scenes are the same as in the whole benchmark, so a run on a few
+    categories pairs item by item with a whole run (`compare_evals`)."""
+    chosen = CATEGORIES if categories is None else check_categories(categories)
     items = []
-    for category in CATEGORIES:
+    for category in chosen:
         for split in SPLITS:
             if split == "heldout" and category not in HELDOUT_CATEGORIES:
                 continue

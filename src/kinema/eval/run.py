@@ -16,7 +16,7 @@ from ..video import grid_image
 from ..world.analyze import analyze_frames
 from ..world.spec import SceneSpec
 from .judge import judge
-from .prompts import Item, benchmark_items
+from .prompts import Item, benchmark_items, check_categories
 from .stats import mean_interval, wilson_interval
 
 # (row name, categories it is measured on, verdict key, target seen, target held-out) — DESIGN §4
@@ -82,14 +82,15 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
              sampler: str | None = None, shift: float | None = None,
              guidance_interval: tuple[float, float] | None = None,
              model_name: str = "", progress: bool = True, size_kwargs: dict | None = None,
-             items: list[Item] | None = None) -> dict:
+             items: list[Item] | None = None, categories=None) -> dict:
     """`size_kwargs` (width, height, fps, num_frames) overrides the default 2 s 128×128 12 fps clip.
     `items` replaces the benchmark's first `n` prompts per category and split (e.g. fresh prompts
-    beyond them, to re-test a comparison)."""
+    beyond them, to re-test a comparison). `categories` (e.g. ("count",)) runs only those
+    categories' prompts, the same ones a whole run makes."""
+    if items is None:
+        items = benchmark_items(n, categories=categories, **(size_kwargs or {}))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if items is None:
-        items = benchmark_items(n, **(size_kwargs or {}))
     total = len(items) * len(seeds)
     bar = None
     if progress:
@@ -135,8 +136,9 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
     asked = {} if guidance_interval is None else {"guidance_interval": guidance_interval}
     settings = (pipe.resolve_sampling(steps, guidance, sampler, shift, **asked)
                 if hasattr(pipe, "resolve_sampling") else None)
+    chosen = {} if categories is None else {"categories": list(check_categories(categories))}
     report = summarize(records, n=n, seeds=list(seeds), elapsed=elapsed, model=model_name, steps=steps,
-                       guidance=guidance, sampler=sampler, shift=shift, settings=settings)
+                       guidance=guidance, sampler=sampler, shift=shift, settings=settings, **chosen)
     _write(out, report, records, sheet_cells)
     return report
 
@@ -154,7 +156,7 @@ def summarize(records: list[dict], **meta) -> dict:
                           "target": target, "met": bool(vals) and k / len(vals) >= target}
         rows.append(row)
     stab = [r["verdict"]["stability"] for r in records if "stability" in r["verdict"]]
-    m, lo, hi = mean_interval(stab)
+    m, lo, hi = mean_interval(stab) if stab else (None, None, None)  # None, not NaN: report.json stays strict JSON
     alive = [a for r in records for a in r["verdict"].get("alive", [])]
     ka = int(sum(alive))
     alo, ahi = wilson_interval(ka, len(alive))
@@ -193,20 +195,25 @@ def _settings_text(meta: dict) -> str:
 
 def markdown(report: dict) -> str:
     meta = report["meta"]
+    only = f", categories {', '.join(meta['categories'])} only" if meta.get("categories") else ""
     lines = [f"# Kinema benchmark — {meta.get('model') or 'model'}", "",
-             f"{meta['videos']} videos ({meta['n']} prompts per category and split × {len(meta['seeds'])} seeds), "
+             f"{meta['videos']} videos ({meta['n']} prompts per category and split × {len(meta['seeds'])} seeds{only}), "
              f"{_settings_text(meta)}, "
              f"{meta['elapsed']:.0f} s. Judge: the world analyzer. Intervals: 95% Wilson.", "",
              "| category | seen | 95% CI | target | held-out | 95% CI | target |", "|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         s, h = row["seen"], row["heldout"]
         mark = lambda d: ("✅" if d["met"] else "❌") if d["rate"] is not None else ""
-        lines.append(f"| {row['category']} | {_pct(s['rate'])} {mark(s)} | {_pct(s['ci95'][0])}–{_pct(s['ci95'][1])} | "
-                     f"≥ {_pct(s['target'])} | {_pct(h['rate'])} {mark(h)} | {_pct(h['ci95'][0])}–{_pct(h['ci95'][1])} | "
+        ci = lambda d: f"{_pct(d['ci95'][0])}–{_pct(d['ci95'][1])}" if d["rate"] is not None else ""
+        lines.append(f"| {row['category']} | {_pct(s['rate'])} {mark(s)} | {ci(s)} | "
+                     f"≥ {_pct(s['target'])} | {_pct(h['rate'])} {mark(h)} | {ci(h)} | "
                      f"≥ {_pct(h['target'])} |")
     st, al = report["temporal_stability"], report["object_alive"]
-    lines.append(f"| temporal stability (static prompts; 1 − mean frame difference) | {st['mean']:.4f} "
-                 f"{'✅' if st['met'] else '❌'} | {st['ci95'][0]:.4f}–{st['ci95'][1]:.4f} | ≥ {st['target']} | | | |")
+    if st["n"]:
+        lines.append(f"| temporal stability (static prompts; 1 − mean frame difference) | {st['mean']:.4f} "
+                     f"{'✅' if st['met'] else '❌'} | {st['ci95'][0]:.4f}–{st['ci95'][1]:.4f} | ≥ {st['target']} | | | |")
+    else:  # a run without the static category
+        lines.append(f"| temporal stability (static prompts; 1 − mean frame difference) | – | | ≥ {st['target']} | | | |")
     lines.append(f"| object kept alive in every frame | {_pct(al['rate'])} {'✅' if al['met'] else '❌'} | "
                  f"{_pct(al['ci95'][0])}–{_pct(al['ci95'][1])} | ≥ {_pct(al['target'])} | | | |")
     lines += ["", "![sampled results](contact_sheet.png)", ""]
