@@ -211,3 +211,10 @@ def test_a_run_on_one_category_reports_only_it(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "categories count only" in md and "| temporal stability (static prompts; 1 − mean frame difference) | – |" in md
     assert "| colour | –  |  | ≥ 95.0% |" in md  # no interval for a row without videos
+
+
+def test_categories_also_filter_given_items(tmp_path):
+    items = benchmark_items(1, num_frames=5)
+    report = run_eval(Oracle(items), tmp_path, n=1, seeds=(0,), workers=1, progress=False, items=items,
+                      categories=["static"])
+    assert report["meta"]["videos"] == 1 and report["temporal_stability"]["n"] == 1

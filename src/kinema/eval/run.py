@@ -89,6 +89,8 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
     categories' prompts, the same ones a whole run makes."""
     if items is None:
         items = benchmark_items(n, categories=categories, **(size_kwargs or {}))
+    elif categories is not None:
+        items = [it for it in items if it.category in check_categories(categories)]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     total = len(items) * len(seeds)
