@@ -87,10 +87,11 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
     `items` replaces the benchmark's first `n` prompts per category and split (e.g. fresh prompts
     beyond them, to re-test a comparison). `categories` (e.g. ("count",)) runs only those
     categories' prompts, the same ones a whole run makes."""
+    chosen = None if categories is None else check_categories(categories)
     if items is None:
-        items = benchmark_items(n, categories=categories, **(size_kwargs or {}))
-    elif categories is not None:
-        items = [it for it in items if it.category in check_categories(categories)]
+        items = benchmark_items(n, categories=chosen, **(size_kwargs or {}))
+    elif chosen is not None:
+        items = [it for it in items if it.category in chosen]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     total = len(items) * len(seeds)
@@ -138,9 +139,9 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
     asked = {} if guidance_interval is None else {"guidance_interval": guidance_interval}
     settings = (pipe.resolve_sampling(steps, guidance, sampler, shift, **asked)
                 if hasattr(pipe, "resolve_sampling") else None)
-    chosen = {} if categories is None else {"categories": list(check_categories(categories))}
+    only = {} if chosen is None else {"categories": list(chosen)}
     report = summarize(records, n=n, seeds=list(seeds), elapsed=elapsed, model=model_name, steps=steps,
-                       guidance=guidance, sampler=sampler, shift=shift, settings=settings, **chosen)
+                       guidance=guidance, sampler=sampler, shift=shift, settings=settings, **only)
     _write(out, report, records, sheet_cells)
     return report
 
@@ -158,7 +159,7 @@ def summarize(records: list[dict], **meta) -> dict:
                           "target": target, "met": bool(vals) and k / len(vals) >= target}
         rows.append(row)
     stab = [r["verdict"]["stability"] for r in records if "stability" in r["verdict"]]
-    m, lo, hi = mean_interval(stab) if stab else (None, None, None)  # None, not NaN: report.json stays strict JSON
+    m, lo, hi = mean_interval(stab)
     alive = [a for r in records for a in r["verdict"].get("alive", [])]
     ka = int(sum(alive))
     alo, ahi = wilson_interval(ka, len(alive))
@@ -211,11 +212,12 @@ def markdown(report: dict) -> str:
                      f"≥ {_pct(s['target'])} | {_pct(h['rate'])} {mark(h)} | {ci(h)} | "
                      f"≥ {_pct(h['target'])} |")
     st, al = report["temporal_stability"], report["object_alive"]
+    stability = "| temporal stability (static prompts; 1 − mean frame difference) |"
     if st["n"]:
-        lines.append(f"| temporal stability (static prompts; 1 − mean frame difference) | {st['mean']:.4f} "
-                     f"{'✅' if st['met'] else '❌'} | {st['ci95'][0]:.4f}–{st['ci95'][1]:.4f} | ≥ {st['target']} | | | |")
+        lines.append(f"{stability} {st['mean']:.4f} {'✅' if st['met'] else '❌'} | "
+                     f"{st['ci95'][0]:.4f}–{st['ci95'][1]:.4f} | ≥ {st['target']} | | | |")
     else:  # a run without the static category
-        lines.append(f"| temporal stability (static prompts; 1 − mean frame difference) | – | | ≥ {st['target']} | | | |")
+        lines.append(f"{stability} – | | ≥ {st['target']} | | | |")
     lines.append(f"| object kept alive in every frame | {_pct(al['rate'])} {'✅' if al['met'] else '❌'} | "
                  f"{_pct(al['ci95'][0])}–{_pct(al['ci95'][1])} | ≥ {_pct(al['target'])} | | | |")
     lines += ["", "![sampled results](contact_sheet.png)", ""]

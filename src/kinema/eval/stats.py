@@ -18,11 +18,12 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def mean_interval(values, z: float = 1.96) -> tuple[float, float, float]:
-    """Mean and its 95% normal interval."""
+def mean_interval(values, z: float = 1.96) -> tuple[float, float, float] | tuple[None, None, None]:
+    """Mean and its 95% normal interval; None for each when there are no values (a report's JSON
+    stays strict, where NaN would not)."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
-        return (float("nan"), float("nan"), float("nan"))
+        return (None, None, None)
     m = float(v.mean())
     half = z * float(v.std(ddof=1)) / math.sqrt(v.size) if v.size > 1 else 0.0
     return (m, m - half, m + half)
