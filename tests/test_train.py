@@ -572,3 +572,15 @@ def test_relation_captions_option_is_checked():
         resolve("dit", "tiny", overrides={"data": {"relation_captions": "no"}})
     with pytest.raises(KinemaError, match="data.relation_captions"):
         resolve("dit", "tiny", overrides={"data": {"relation_captions": False, "source": "/tmp/clips"}})
+
+
+def test_group_probability_is_checked():
+    import pytest as _pytest
+
+    from kinema.errors import KinemaError
+    from kinema.train.config import resolve
+
+    assert resolve("dit", "tiny", overrides={"data": {"group_probability": 0.2}}).data.group_probability == 0.2
+    for bad in (-0.5, 2):
+        with _pytest.raises(KinemaError, match="data.group_probability"):
+            resolve("dit", "tiny", overrides={"data": {"group_probability": bad}})

@@ -94,3 +94,29 @@ def test_relation_captions_can_be_left_out():
     for it in off:  # both objects are still named
         for obj in it["spec"]["objects"]:
             assert obj["color"] in it["caption"] and obj["shape"] in it["caption"]
+
+
+def test_group_probability_makes_scenes_of_one_identical_group():
+    """group_probability 1: every scene of two or more objects is one group of the same object, captioned
+    with its count; 0 (the default) keeps the default draw, scene for scene."""
+    groups = _take(WorldStream(seed=7, buckets=[(64, 64, 1)], count_weights=[0, 1, 1], group_probability=1.0), 12)
+    for it in groups:
+        objects = it["spec"]["objects"]
+        assert len(objects) in (2, 3)
+        assert len({(o["shape"], o["color"], o["size"], o["motion"]) for o in objects}) == 1
+        assert ("two " if len(objects) == 2 else "three ") in it["caption"].lower()
+    default = _take(WorldStream(seed=7, buckets=[(64, 64, 1)], count_weights=[0, 1, 1]), 12)
+    zero = _take(WorldStream(seed=7, buckets=[(64, 64, 1)], count_weights=[0, 1, 1], group_probability=0.0), 12)
+    assert [it["spec"] for it in default] == [it["spec"] for it in zero]
+    distinct = sum(len({o["color"] for o in it["spec"]["objects"]}) > 1 for it in default)
+    assert distinct >= 6  # without groups most scenes hold objects of different colours
+
+
+def test_group_probability_outside_zero_to_one_is_refused():
+    import pytest
+
+    from kinema.world.spec import SpecError
+
+    for bad in (-0.1, 1.5, "half", True):
+        with pytest.raises(SpecError, match="group probability"):
+            WorldStream(seed=1, group_probability=bad)

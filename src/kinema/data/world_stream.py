@@ -12,7 +12,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..world.captions import caption
 from ..world.mirror import has_heldout_object, mirror_spec
 from ..world.render import render
-from ..world.sample import sample_spec
+from ..world.sample import check_group_probability, sample_spec
 from ..world.spec import SceneSpec, SpecError
 
 
@@ -40,7 +40,7 @@ class WorldStream(IterableDataset):
                  fps: float = 12.0, batch_size: int = 1, rank: int = 0, world_size: int = 1, max_objects: int = 3,
                  start_index: int = 0, interleave_workers: bool = False, uint8: bool = False,
                  count_weights: Sequence[float] | None = None, size_weights: Sequence[float] | None = None,
-                 relation_captions: bool = True, mirror_pairs: bool = False):
+                 relation_captions: bool = True, mirror_pairs: bool = False, group_probability: float = 0.0):
         super().__init__()
         if mirror_pairs and split != "train":
             raise ValueError("mirror_pairs: only the train split can be mirrored (a held-out scene's mirror "
@@ -55,6 +55,7 @@ class WorldStream(IterableDataset):
         self.uint8 = uint8  # yield uint8 [3, T, H, W] frames instead of float (cheaper between processes)
         self.count_weights = list(count_weights) if count_weights else None  # None: the world's default mix
         self.size_weights = list(size_weights) if size_weights else None  # None: small and large evenly
+        self.group_probability = check_group_probability(group_probability)  # scenes of one identical group
         self.relation_captions = relation_captions  # False: two objects are described each by itself
         self.mirror_pairs = mirror_pairs
 
@@ -107,7 +108,7 @@ class WorldStream(IterableDataset):
         for _ in range(100):
             spec = sample_spec(rng, split=self.split, width=w, height=h, fps=self.fps, num_frames=t,
                                max_objects=self.max_objects, count_weights=self.count_weights,
-                               size_weights=self.size_weights)
+                               size_weights=self.size_weights, group_probability=self.group_probability)
             if not self.mirror_pairs:
                 return spec, None
             mirrored = mirror_spec(spec)

@@ -42,6 +42,7 @@ class DataConfig:
     max_objects: int = 3
     object_weights: list = field(default_factory=list)  # world: weight of 1..max_objects objects; [] = 45/35/20 %
     size_weights: list = field(default_factory=list)    # world: weight of small, large objects; [] = even
+    group_probability: float = 0.0     # world: chance a scene of 2+ objects is one identical group (counting)
     relation_captions: bool = True     # world: caption two objects by their spatial relation where it is clear
     mirror_pairs: bool = False         # world, dit: half of each batch is the other half mirrored, same noise
     num_workers: int = 0               # DataLoader workers per process
@@ -298,7 +299,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.data.num_workers >= 0, "data.num_workers: must be >= 0")
     need(cfg.data.fps > 0, "data.fps: must be positive")
     need(1 <= cfg.data.max_objects <= 3, "data.max_objects: must be from 1 to 3")
-    from ..world.sample import count_probabilities, size_probabilities
+    from ..world.sample import check_group_probability, count_probabilities, size_probabilities
     from ..world.spec import SpecError
 
     for name, check in (("object_weights", lambda w: count_probabilities(w, cfg.data.max_objects)),
@@ -308,6 +309,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 check(getattr(cfg.data, name))
             except SpecError as exc:
                 raise KinemaError(f"data.{name}: {exc}") from None
+    try:
+        check_group_probability(cfg.data.group_probability)
+    except SpecError as exc:
+        raise KinemaError(f"data.group_probability: {exc}") from None
     need(isinstance(cfg.data.relation_captions, bool), "data.relation_captions: must be true or false")
     need(cfg.data.relation_captions or cfg.data.source == "world",
          "data.relation_captions: only the world's captions can leave out relations; a folder's are its own")

@@ -268,7 +268,8 @@ class Trainer:
                                rank=self.info.rank, world_size=self.info.world_size, max_objects=d.max_objects,
                                start_index=start, interleave_workers=True, uint8=True,
                                count_weights=d.object_weights, size_weights=d.size_weights,
-                               relation_captions=d.relation_captions, mirror_pairs=d.mirror_pairs)
+                               relation_captions=d.relation_captions, mirror_pairs=d.mirror_pairs,
+                               group_probability=d.group_probability)
         from ..data.folder import FolderStream
 
         return FolderStream(d.source, buckets, batch_size=cfg.optim.batch_size, fps=d.fps, seed=seed,
@@ -296,6 +297,8 @@ class Trainer:
         for name in ("object_weights", "size_weights"):
             if getattr(cfg.data, name):
                 key[name] = list(getattr(cfg.data, name))
+        if cfg.data.group_probability:
+            key["group_probability"] = cfg.data.group_probability
         if not cfg.data.relation_captions:
             key["relation_captions"] = False
         if cfg.data.mirror_pairs:

@@ -77,19 +77,24 @@ def sample_spec(rng: np.random.Generator, split: str = "train", width: int = 128
                 fps: float = 12.0, num_frames: int = 25, max_objects: int = 3,
                 seed: int = 0, num_objects: int | None = None,
                 count_weights: Sequence[float] | None = None,
-                size_weights: Sequence[float] | None = None) -> SceneSpec:
+                size_weights: Sequence[float] | None = None, group_probability: float = 0.0) -> SceneSpec:
     """A random valid scene. `num_objects` fixes the count; otherwise 1–`max_objects`, drawn with
     `count_weights` (one weight per count from 1; default 45 / 35 / 20 %). `size_weights` weighs
-    each of SIZES (small, large; default even)."""
+    each of SIZES (small, large; default even). `group_probability` is the chance that a scene of
+    two or more objects is one group of identical objects ("three small red circles"); otherwise
+    each object after the first repeats the one before with chance 0.2."""
     if split not in SPLITS:
         raise SpecError(f"split: unknown value {split!r}; allowed: {', '.join(SPLITS)}")
+    check_group_probability(group_probability)
     p = _count_weights(max_objects) if count_weights is None else count_probabilities(count_weights, max_objects)
     size_p = None if size_weights is None else size_probabilities(size_weights)
     for _ in range(200):
         n = num_objects or int(rng.choice(np.arange(1, max_objects + 1), p=p))
+        # drawn only when asked for, so the default mix keeps its random stream
+        one_group = n > 1 and group_probability > 0 and rng.random() < group_probability
         objects: list[ObjectSpec] = []
         for k in range(n):
-            if k > 0 and rng.random() < 0.2:
+            if k > 0 and (one_group or rng.random() < 0.2):
                 prev = objects[-1]
                 objects.append(ObjectSpec(prev.shape, prev.color, prev.size, prev.motion))
             elif split == "heldout" and k == 0:
@@ -124,6 +129,14 @@ def _probabilities(weights: Sequence[float], length: int, what: str, one_per: st
 def count_probabilities(weights: Sequence[float], max_objects: int) -> np.ndarray:
     """Weights for 1..max_objects objects as probabilities; a clear error for a bad list."""
     return _probabilities(weights, max_objects, "count", f"object count from 1 to {max_objects}")
+
+
+def check_group_probability(probability: float) -> float:
+    """The chance of a scene being one group of identical objects; a clear error outside 0–1."""
+    if isinstance(probability, bool) or not isinstance(probability, (int, float)) \
+            or not 0.0 <= float(probability) <= 1.0:
+        raise SpecError(f"group probability: must be a number from 0 to 1, got {probability!r}")
+    return float(probability)
 
 
 def size_probabilities(weights: Sequence[float]) -> np.ndarray:
