@@ -218,6 +218,26 @@ def test_dit_latent_cache(tmp_path, vae_run):
     assert (out / "final" / "model_index.json").is_file()
 
 
+def test_group_probability_reaches_the_training_batches_and_the_cache_manifest(tmp_path, vae_run):
+    """data.group_probability 1 with two objects a scene: every cached batch holds groups of two
+    identical objects, and the cache's manifest names the setting (so a cache built without it is
+    not reused)."""
+    from kinema.data.latent_cache import LatentCache
+
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"data": {"latent_cache": True, "latent_cache_batches": 2, "object_weights": [0, 1],
+                                      "group_probability": 1.0}}))
+    out = tmp_path / "run"
+    assert main(["train", "dit", "--preset", "smoke", "--config", str(f), "--vae", str(vae_run / "final"),
+                 "--out", str(out), "--steps", "1", "--quiet"]) == 0
+    manifest = json.loads((out / "latent_cache" / "manifest.json").read_text())
+    assert manifest["key"]["group_probability"] == 1.0
+    cache = LatentCache(out / "latent_cache", seed=0)
+    for n in range(2):
+        captions = cache.entry(n)["caption"]
+        assert captions and all("two " in c.lower() for c in captions), captions
+
+
 def test_latent_cache_encoded_in_chunks_equals_whole_batches(tmp_path, monkeypatch, vae_run):
     """Large batches are encoded a few clips at a time (GPU kernels' index limits); the latents
     must not depend on the chunk."""
