@@ -303,16 +303,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     from ..world.spec import SpecError
 
     for name, check in (("object_weights", lambda w: count_probabilities(w, cfg.data.max_objects)),
-                        ("size_weights", size_probabilities)):
+                        ("size_weights", size_probabilities), ("group_probability", check_group_probability)):
         if getattr(cfg.data, name):
             try:
                 check(getattr(cfg.data, name))
             except SpecError as exc:
                 raise KinemaError(f"data.{name}: {exc}") from None
-    try:
-        check_group_probability(cfg.data.group_probability)
-    except SpecError as exc:
-        raise KinemaError(f"data.group_probability: {exc}") from None
     need(isinstance(cfg.data.relation_captions, bool), "data.relation_captions: must be true or false")
     need(cfg.data.relation_captions or cfg.data.source == "world",
          "data.relation_captions: only the world's captions can leave out relations; a folder's are its own")
