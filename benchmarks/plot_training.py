@@ -43,13 +43,16 @@ def draw(ax, runs: list[tuple[str, Path]], keys: tuple[str, ...], title: str, yl
     import matplotlib
 
     offset = 0
-    colours = matplotlib.colormaps["tab10" if len(runs) <= 10 else "tab20"]
+    if len(runs) <= 10:
+        palette = matplotlib.colormaps["tab10"].colors
+    else:  # tab20 without its two greys, which the raw traces behind the curves already use
+        palette = [c for j, c in enumerate(matplotlib.colormaps["tab20"].colors) if j not in (14, 15)]
     for i, (name, path) in enumerate(runs):
         key, rows = read_windows(path, keys)
         steps = [offset + s for s, _ in rows]
         note = "" if key == keys[-1] else f", {key}"
         ax.plot(steps, [v for _, v in rows], color="0.85", linewidth=0.8)
-        ax.plot(steps, smooth([v for _, v in rows], width), linewidth=1.6, color=colours(i),
+        ax.plot(steps, smooth([v for _, v in rows], width), linewidth=1.6, color=palette[i % len(palette)],
                 label=f"{name} ({rows[-1][0]:,} steps{note})")
         offset = steps[-1]
         ax.axvline(offset, color="0.6", linestyle=":", linewidth=0.8)
