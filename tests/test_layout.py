@@ -292,6 +292,40 @@ def test_decode_plan_reads_the_heads_and_refuses_doubt():
     assert decode_plan(gap, 0) is None
 
 
+def test_planner_ignores_the_padding_of_the_text():
+    torch.manual_seed(0)
+    planner = ScenePlanner(PlannerConfig(width=16, depth=2, num_heads=2)).eval()
+    states = torch.randn(2, 9, planner.config.text_dim)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 5:] = False
+    with torch.no_grad():
+        padded = planner(states, mask)
+        garbage = states.clone()
+        garbage[1, 5:] = 100.0  # what sits under the mask must not matter
+        changed = planner(garbage, mask)
+        alone = planner(states[1:, :5], mask[1:, :5])  # the same prompt without its padding
+    for name in padded:
+        assert torch.allclose(padded[name], changed[name], atol=1e-5), name
+        assert torch.allclose(padded[name][1:], alone[name], atol=1e-5), name
+    assert not torch.allclose(padded["present"][0], padded["present"][1])
+
+
+def test_planning_does_not_import_sympy():
+    # torch's memory_key_padding_mask check imports sympy on first use, 0.2-0.5 s of every
+    # `kinema generate`; the planner must plan without it
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from kinema.layout.planner import PlannerConfig, ScenePlanner\n"
+            "p = ScenePlanner(PlannerConfig(width=16, depth=1, num_heads=2)).eval()\n"
+            "m = torch.ones(1, 4, dtype=torch.bool); m[0, 3] = False\n"
+            "with torch.no_grad(): p.plan(torch.randn(1, 4, p.config.text_dim), m)\n"
+            "print('sympy' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("relation", ["left of", "right of", "above", "below"])
 def test_placement_keeps_the_relation_and_the_frame(relation):
     plan = Plan(objects=[ObjectSpec("circle", "red", "large", "right"), ObjectSpec("square", "blue", "small", "up")],
