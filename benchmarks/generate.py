@@ -1,7 +1,7 @@
 """Speed and memory of `kinema generate` with the shipped model (DESIGN §5).
 
 Runs the real command, `kinema generate PROMPT -o OUT.mp4`, in a fresh process per repetition and
-prints its stage breakdown (startup = imports, load, text, denoise, decode, write; from
+prints its stage breakdown (startup = imports, load, text, plan, encode, denoise, decode, write; from
 `--timings-json`), the whole-process wall time as a user waits for it, the real-time factor
 (clip length / wall time) and peak resident memory.
 

@@ -419,9 +419,10 @@ def test_pipeline_plans_text_to_video_and_says_so(layout_pipe):
     assert len(plan["objects"]) == 3 and {o["size"] for o in plan["objects"]} == {"small"}
     assert plan["relation"] is None and len(plan["starts"]) == 3
     assert plan["background"] in BACKGROUNDS
+    assert layout_pipe.last_timings["plan"] > 0.0  # planning is a stage of its own in the timings
     plain = layout_pipe.generate("a large red circle moves right", num_frames=9, seed=3, progress=False,
                                  layout=False)
-    assert "plan" not in plain.metadata
+    assert "plan" not in plain.metadata and layout_pipe.last_timings["plan"] == 0.0
     assert not np.array_equal(v.frames, plain.frames)
     again = layout_pipe.generate("a large red circle moves right", num_frames=9, seed=3, progress=False)
     assert np.array_equal(v.frames, again.frames) and again.metadata["plan"] == plan

@@ -389,7 +389,7 @@ def test_metadata_and_timings(pipe):
     assert md["prompt"] == PROMPT and md["seed"] == 7 and md["mode"] == "t2v" and md["model"] == "tiny-test"
     assert md["negative_prompt"] == "noise" and md["size"] == "32x32" and md["num_frames"] == 5
     json.dumps(md)
-    assert {"text", "denoise", "decode"} <= set(pipe.last_timings)
+    assert {"text", "plan", "denoise", "decode"} <= set(pipe.last_timings)
 
 
 def test_shift_reaches_the_sampler_and_the_metadata(pipe, monkeypatch):

@@ -234,7 +234,7 @@ class _Engine:
         self.total = total
         self.done = 0
         self.windows: list[dict] = []
-        self.timings = {"encode": 0.0, "denoise": 0.0, "decode": 0.0}
+        self.timings = {"plan": 0.0, "encode": 0.0, "denoise": 0.0, "decode": 0.0}
 
     def frames(self, u8: np.ndarray) -> torch.Tensor:
         """User frames already at the requested size -> generation size, float, on the device."""
@@ -960,9 +960,11 @@ class Pipeline:
         n = min(lmax, 1 + math.ceil((count - 1) / ft))
         if e.run.use_layout and not isinstance(e, _DryEngine):
             # the whole clip is planned at once; each window gets its stretch of the plan
+            t0 = time.perf_counter()
             specs, plans = self.plan_scenes(e.run.states, e.run.mask, [e.run.seed], max(count, 1 + ft * (n - 1)),
                                             e.run.lat_h, e.run.lat_w)
             e.run.scene, e.run.plan = specs[0], plans[0]
+            e.timings["plan"] += time.perf_counter() - t0
         frames = e.decode(e.window(n, layout=self._window_layout(e, n, 0)))[:, :count]
         if frames.shape[1] < count:
             frames = torch.cat([frames, self._extend_forward(e, frames, count - frames.shape[1], planned=True)],

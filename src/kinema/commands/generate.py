@@ -55,8 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or timings")
     p.add_argument("--contact-sheet", default=None, metavar="PNG", help="also write a contact sheet of the result")
     p.add_argument("--timings-json", default=None, metavar="JSON",
-                   help="also write the stage timings in seconds (startup, load, text, denoise, decode, "
-                   "write) and the peak resident memory to this file")
+                   help="also write the stage timings in seconds (startup, load, text, plan, encode, denoise, "
+                   "decode, write) and the peak resident memory to this file")
     p.set_defaults(func=handler)
 
 
@@ -116,9 +116,10 @@ def handler(args: argparse.Namespace) -> int:
             print(f"kinema: planned {describe_plan(video.metadata['plan'])}", file=sys.stderr)
         t = pipe.last_timings
         encode = f"encode {t['encode']:.2f}s " if t.get("encode") else ""
+        plan = f"plan {t['plan']:.2f}s " if t.get("plan") else ""
         print(
             f"kinema: {video.num_frames} frames {video.width}x{video.height} @ {video.fps:g} fps; "
-            f"load {t_load:.2f}s text {t.get('text', 0):.2f}s {encode}denoise {t.get('denoise', 0):.2f}s "
+            f"load {t_load:.2f}s text {t.get('text', 0):.2f}s {plan}{encode}denoise {t.get('denoise', 0):.2f}s "
             f"decode {t.get('decode', 0):.2f}s write {t_write:.2f}s total {time.perf_counter() - t_start:.2f}s",
             file=sys.stderr,
         )
