@@ -236,6 +236,24 @@ def test_bf16_weight_copies_follow_the_parameters():
     assert rel_err(after, expected) < 0.02
 
 
+@pytest.mark.parametrize("low", [False, True])
+def test_stacked_modulation_follows_the_parameters(low):
+    """The fast path runs every block's adaLN layer as one matmul over weights stacked once; an
+    in-place change to one block's layer, or to the final layer's, must reach the output."""
+    model = tiny()
+    x, ts, s, m = inputs(2, 2, 4, 4)
+    forward = run_bf16 if low else run
+    tol = 0.02 if low else 1e-5
+    forward(model, x, ts, s, m, fast=True)  # the stacked weights are made here
+    for layer in (model.blocks[1].adaLN_modulation[1], model.final_layer.adaLN_modulation[1]):
+        before = forward(model, x, ts, s, m, fast=True)
+        with torch.no_grad():
+            layer.bias.add_(0.5)
+        after = forward(model, x, ts, s, m, fast=True)
+        assert rel_err(after, before) > 0.01
+        assert rel_err(after, run(model, x, ts, s, m, fast=False)) < tol
+
+
 def test_onednn_probe_under_autocast():
     """A first forward under bf16 autocast must not make the probe (which compares with
     F.linear, bf16 under autocast) turn the fast path off for good."""

@@ -432,8 +432,7 @@ class _MatmulWeights:
 
     def __init__(self, model: nn.Module, dtype: torch.dtype):
         self.dtype = dtype
-        self._copies: dict[int, tuple[Tensor, tuple[int, int], Tensor]] = model.__dict__.setdefault(
-            "_matmul_weight_copies", {})
+        self._copies: dict[Any, tuple] = model.__dict__.setdefault("_matmul_weight_copies", {})
 
     def __call__(self, p: Tensor | None) -> Tensor | None:
         if p is None or p.dtype == self.dtype:
@@ -445,6 +444,22 @@ class _MatmulWeights:
         w = p.detach().to(self.dtype)
         self._copies[id(p)] = (p, stamp, w)
         return w
+
+    def stacked(self, layers: list[nn.Linear]) -> tuple[Tensor, Tensor]:
+        """The layers' weights and biases concatenated along the output features, in the matmul
+        dtype, so one matmul does the work of several that read the same input; made once and kept
+        on the model until a parameter changes."""
+        params = [p for layer in layers for p in (layer.weight, layer.bias)]
+        stamp = tuple((p._version, p.data_ptr()) for p in params)
+        key = ("stacked", self.dtype)
+        hit = self._copies.get(key)
+        if hit is not None and len(hit[0]) == len(params) and all(a is b for a, b in zip(hit[0], params)) \
+                and hit[1] == stamp:
+            return hit[2]
+        weight = torch.cat([layer.weight.detach() for layer in layers]).to(self.dtype)
+        bias = torch.cat([layer.bias.detach() for layer in layers]).to(self.dtype)
+        self._copies[key] = (params, stamp, (weight, bias))
+        return weight, bias
 
     def linear(self, x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
         """layer(x) (then tanh-GELU) in the matmul dtype, which is also the result's."""
@@ -542,20 +557,45 @@ def _cross_attention_fast(cross: "CrossAttention", x: Tensor, text: tuple[Tensor
     return out
 
 
-def _block_fast(block: "DiTBlock", x: Tensor, c: Tensor, cis: Tensor, text: tuple[Tensor, Tensor, Tensor],
-                place: Tensor | None, W: _MatmulWeights) -> Tensor:
-    """DiTBlock.forward on the fast path (same operations, oneDNN matmuls, fused MLP GELU). The
-    residual stream x, the norms and the modulation stay float32 whatever W.dtype is."""
+def _modulate_into(x: Tensor, shift: Tensor, scale_plus_one: Tensor, dtype: torch.dtype) -> Tensor:
+    """modulate(x, shift, scale) for `scale_plus_one` = 1 + scale, computed in float32 and written
+    straight in `dtype` (the next matmul's input): one pass instead of modulate and a copy."""
+    out = torch.empty(x.shape, dtype=dtype, device=x.device)
+    return torch.addcmul(shift, x, scale_plus_one, out=out)
+
+
+def _all_modulations(model: "VideoDiT", c: Tensor, W: _MatmulWeights) -> tuple[list[tuple[Tensor, ...]], tuple[Tensor, Tensor]]:
+    """Every block's adaLN modulation and the final layer's from one matmul (they all read
+    silu(c)), float32, each [B, t, 1, D], with 1 already added to the scales: per block (shift_sa,
+    1 + scale_sa, gate_sa, shift_mlp, 1 + scale_mlp, gate_mlp), then the final (shift, 1 + scale)."""
+    layers = [block.adaLN_modulation[1] for block in model.blocks] + [model.final_layer.adaLN_modulation[1]]
+    weight, bias = W.stacked(layers)
+    B, T, D = c.shape
+    mod = _lin(F.silu(c).to(W.dtype), weight, bias).float()
+    n = len(model.blocks)
+    per_block = mod[..., :n * 6 * D].view(B, T, n, 6, 1, D)
+    per_block[:, :, :, 1].add_(1.0)
+    per_block[:, :, :, 4].add_(1.0)
+    final = mod[..., n * 6 * D:].view(B, T, 2, 1, D)
+    final[:, :, 1].add_(1.0)
+    blocks = [tuple(per_block[:, :, i].unbind(2)) for i in range(n)]
+    return blocks, tuple(final.unbind(2))
+
+
+def _block_fast(block: "DiTBlock", x: Tensor, mod: tuple[Tensor, ...], cis: Tensor,
+                text: tuple[Tensor, Tensor, Tensor], place: Tensor | None, W: _MatmulWeights) -> Tensor:
+    """DiTBlock.forward on the fast path (same operations, oneDNN matmuls, fused MLP GELU), with
+    the block's modulation from _all_modulations. The residual stream x, the norms and the
+    modulation stay float32 whatever W.dtype is."""
     B, T, S, D = x.shape
-    mod = W.linear(F.silu(c), block.adaLN_modulation[1]).float()[:, :, None, :].chunk(6, dim=-1)
-    shift_sa, scale_sa, gate_sa, shift_mlp, scale_mlp, gate_mlp = mod
-    h = modulate(block.norm1(x), shift_sa, scale_sa).reshape(B, T * S, D)
+    shift_sa, scale1_sa, gate_sa, shift_mlp, scale1_mlp, gate_mlp = mod
+    h = _modulate_into(block.norm1(x), shift_sa, scale1_sa, W.dtype).view(B, T * S, D)
     x = torch.addcmul(x, gate_sa, _self_attention_fast(block.attn, h, cis, W).view(B, T, S, D))
     h = block.norm_cross(x)
     if block.cross_pos is not None:
         h = h + W.linear(place, block.cross_pos)
     x = x + _cross_attention_fast(block.cross, h.reshape(B, T * S, D), text, W).view(B, T, S, D)
-    h = modulate(block.norm2(x), shift_mlp, scale_mlp)
+    h = _modulate_into(block.norm2(x), shift_mlp, scale1_mlp, W.dtype)
     h = W.linear(W.linear(h, block.mlp.fc1, gelu=True), block.mlp.fc2)
     return torch.addcmul(x, gate_mlp, h)
 
@@ -855,11 +895,11 @@ class VideoDiT(nn.Module):
             tokens = tokens + self.frame_pos.proj(place)
         c = self.t_embedder(timesteps[:, ::pt]) + pooled[:, None, :]  # [B, Tp, D]
         cis = self.rope(Tp, Hp, Wp, x.device)
-        for block, block_text in zip(self.blocks, text):
-            tokens = _block_fast(block, tokens, c, cis, block_text, place, mw)
+        block_mods, (shift, scale1) = _all_modulations(self, c, mw)
+        for block, block_text, mod in zip(self.blocks, text, block_mods):
+            tokens = _block_fast(block, tokens, mod, cis, block_text, place, mw)
         fl = self.final_layer
-        shift, scale = mw.linear(F.silu(c), fl.adaLN_modulation[1]).to(dtype)[:, :, None, :].chunk(2, dim=-1)
-        out = mw.linear(modulate(fl.norm(tokens), shift, scale), fl.linear)
+        out = mw.linear(_modulate_into(fl.norm(tokens), shift, scale1, matmul_dtype), fl.linear)
         return self.unpatchify(out, T, H, W).to(x.dtype)
 
     # ----- cost model --------------------------------------------------------------------------
