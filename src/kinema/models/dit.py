@@ -473,14 +473,15 @@ def _self_attention_fast(attn: "SelfAttention", x: Tensor, cis: Tensor, W: _Matm
     B, N, D = x.shape
     H, d = attn.num_heads, attn.head_dim
     qkv = W.linear(x, attn.qkv).view(B, N, 3, H, d)
-    qk = qkv[:, :, :2].float()
+    qk = qkv[:, :, :2]  # in the matmul dtype; the float32 operands below promote it, no copy
     scale = d ** -0.5
     if attn.q_norm is not None:
         w = torch.stack([attn.q_norm.weight * scale, attn.k_norm.weight])[:, None, :]  # [2, 1, d]
-        rms = torch.linalg.vector_norm(qk, dim=-1, keepdim=True).mul_(d ** -0.5).add_(attn.q_norm.eps)
+        rms = torch.linalg.vector_norm(qk, dim=-1, keepdim=True, dtype=torch.float32)
+        rms.mul_(d ** -0.5).add_(attn.q_norm.eps)
         qk = torch.div(qk, rms).mul_(w)
     else:
-        w = torch.tensor([scale, 1.0], dtype=qk.dtype, device=qk.device)[:, None, None]  # [2, 1, 1]
+        w = torch.tensor([scale, 1.0], dtype=torch.float32, device=qk.device)[:, None, None]  # [2, 1, 1]
         qk = qk * w
     # rotate pairs (as apply_rotary) straight into [2, B, H, N, d] so each head's q and k are rows
     xc = torch.view_as_complex(qk.reshape(B, N, 2, H, d // 2, 2)).permute(2, 0, 3, 1, 4)
