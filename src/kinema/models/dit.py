@@ -549,13 +549,10 @@ def _cross_attention_fast(cross: "CrossAttention", x: Tensor, text: tuple[Tensor
         qh = q.view(B, N, H, d)
         rms = torch.linalg.vector_norm(qh, dim=-1, keepdim=True).mul_(d ** -0.5).add_(cross.q_norm.eps)
         q = qh.div_(rms).view(B, N, D)
-    out = torch.empty((B, N, D), dtype=W.dtype, device=x.device)
     L = keys.shape[1] // H
-    proj_bias = W(cross.proj.bias)
-    for b in range(B):
-        s = _lin(q[b], keys[b], bias[b]).view(N, H, L).softmax(dim=-1).view(N, H * L)
-        out[b] = _lin(s, values[b], proj_bias)
-    return out
+    # every sample at once: [B, N, D] @ [B, D, H*L], then the weights @ [B, H*L, D]
+    s = torch.baddbmm(bias[:, None, :], q, keys.transpose(1, 2)).view(B, N, H, L).softmax(dim=-1)
+    return torch.baddbmm(W(cross.proj.bias), s.view(B, N, H * L), values.transpose(1, 2))
 
 
 def _modulate_into(x: Tensor, shift: Tensor, scale_plus_one: Tensor, dtype: torch.dtype) -> Tensor:
