@@ -71,6 +71,17 @@ def test_cli_png_for_one_frame(model_dir, tmp_path, fast_text, capsys):
     assert Video.read(out2).num_frames == 1
 
 
+def test_cli_says_when_a_negative_prompt_cannot_act(model_dir, tmp_path, fast_text, capsys):
+    """At guidance 1 nothing reads the negative prompt: the command says so instead of ignoring it
+    silently; with guidance it acts, and no note is printed."""
+    base = ["generate", PROMPT, "--model", model_dir, "--num-frames", "1", "--quiet", "--negative", "a blue square"]
+    assert main(base + ["-o", str(tmp_path / "a.png"), "--guidance", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "--negative had no effect" in err and "--guidance 2" in err
+    assert main(base + ["-o", str(tmp_path / "b.png"), "--guidance", "3"]) == 0
+    assert "no effect" not in capsys.readouterr().err
+
+
 def test_cli_modes_from_files(model_dir, tmp_path, fast_text, capsys):
     clip = tmp_path / "clip.mp4"
     Video(np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8), fps=8).save(clip)
