@@ -112,7 +112,8 @@ def handler(args: argparse.Namespace) -> int:
     if args.negative and float(video.metadata.get("guidance") or 1.0) == 1.0:
         # guidance 1 makes one conditional call a step: nothing reads the negative prompt
         learned = pipe.config.get("distilled_guidance")
-        why = f"this model learned guidance {learned:g} into its weights and samples at 1" if learned else "guidance is 1"
+        why = (f"this model learned guidance {learned:g} into its weights and samples at 1" if learned
+               else "guidance is 1")
         print(f"kinema: note: --negative had no effect ({why}); add --guidance 2 or more to use it", file=sys.stderr)
     if not args.quiet:
         if video.metadata.get("plan"):

@@ -562,7 +562,8 @@ def _modulate_into(x: Tensor, shift: Tensor, scale_plus_one: Tensor, dtype: torc
     return torch.addcmul(shift, x, scale_plus_one, out=out)
 
 
-def _all_modulations(model: "VideoDiT", c: Tensor, W: _MatmulWeights) -> tuple[list[tuple[Tensor, ...]], tuple[Tensor, Tensor]]:
+def _all_modulations(model: "VideoDiT", c: Tensor,
+                     W: _MatmulWeights) -> tuple[list[tuple[Tensor, ...]], tuple[Tensor, Tensor]]:
     """Every block's adaLN modulation and the final layer's from one matmul (they all read
     silu(c)), float32, each [B, t, 1, D], with 1 already added to the scales: per block (shift_sa,
     1 + scale_sa, gate_sa, shift_mlp, 1 + scale_mlp, gate_mlp), then the final (shift, 1 + scale)."""
