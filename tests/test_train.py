@@ -569,6 +569,18 @@ def test_size_weights_are_checked():
             resolve("vae", "tiny", overrides={"data": {"size_weights": bad}})
 
 
+def test_shape_weights_are_checked():
+    import pytest as _pytest
+
+    from kinema.errors import KinemaError
+    from kinema.train.config import resolve
+
+    assert resolve("vae", "tiny", overrides={"data": {"shape_weights": [1, 1, 1, 2]}}).data.shape_weights == [1, 1, 1, 2]
+    for bad in ([1, 1, 1], [1, 1, 1, -1], [0, 0, 0, 0], [1, 1, 1, float("nan")]):
+        with _pytest.raises(KinemaError, match="data.shape_weights"):
+            resolve("vae", "tiny", overrides={"data": {"shape_weights": bad}})
+
+
 def test_object_weights_are_checked_against_max_objects():
     import pytest as _pytest
 

@@ -75,6 +75,22 @@ def test_size_weights_choose_how_large_objects_are_and_keep_the_rest_of_the_draw
     assert [it["spec"] for it in default] == [it["spec"] for it in empty]  # empty: the default, draw for draw
 
 
+def test_shape_weights_choose_which_shapes_are_drawn_and_keep_the_default_draw():
+    stars_only = _take(WorldStream(seed=6, buckets=[(48, 32, 1)], shape_weights=[0, 0, 0, 1]), 12)
+    shapes = [o["shape"] for it in stars_only for o in it["spec"]["objects"]]
+    assert set(shapes) == {"star"} and len(shapes) > 12
+    star_heavy = _take(WorldStream(seed=6, buckets=[(48, 32, 1)], shape_weights=[1, 1, 1, 3]), 60)
+    stars = [o["shape"] == "star" for it in star_heavy for o in it["spec"]["objects"]]
+    assert 0.35 < sum(stars) / len(stars) < 0.75  # a half expected, against a quarter by default
+    default = _take(WorldStream(seed=6, buckets=[(48, 32, 1)]), 12)
+    empty = _take(WorldStream(seed=6, buckets=[(48, 32, 1)], shape_weights=[]), 12)
+    assert [it["spec"] for it in default] == [it["spec"] for it in empty]  # empty: the default, draw for draw
+    heldout = _take(WorldStream(split="heldout", seed=6, buckets=[(48, 32, 1)], shape_weights=[0, 0, 0, 1]), 8)
+    for it in heldout:  # still a held-out scene, now of stars
+        spec = SceneSpec.from_dict(it["spec"])
+        assert any(o.is_heldout() for o in spec.objects) and {o.shape for o in spec.objects} == {"star"}
+
+
 def test_object_weights_choose_how_many_objects_a_scene_has():
     two_only = _take(WorldStream(seed=6, buckets=[(48, 32, 1)], count_weights=[0, 1, 0]), 12)
     assert {len(it["spec"]["objects"]) for it in two_only} == {2}

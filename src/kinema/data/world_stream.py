@@ -40,7 +40,8 @@ class WorldStream(IterableDataset):
                  fps: float = 12.0, batch_size: int = 1, rank: int = 0, world_size: int = 1, max_objects: int = 3,
                  start_index: int = 0, interleave_workers: bool = False, uint8: bool = False,
                  count_weights: Sequence[float] | None = None, size_weights: Sequence[float] | None = None,
-                 relation_captions: bool = True, mirror_pairs: bool = False, group_probability: float = 0.0):
+                 relation_captions: bool = True, mirror_pairs: bool = False, group_probability: float = 0.0,
+                 shape_weights: Sequence[float] | None = None):
         super().__init__()
         if mirror_pairs and split != "train":
             raise ValueError("mirror_pairs: only the train split can be mirrored (a held-out scene's mirror "
@@ -55,6 +56,7 @@ class WorldStream(IterableDataset):
         self.uint8 = uint8  # yield uint8 [3, T, H, W] frames instead of float (cheaper between processes)
         self.count_weights = list(count_weights) if count_weights else None  # None: the world's default mix
         self.size_weights = list(size_weights) if size_weights else None  # None: small and large evenly
+        self.shape_weights = list(shape_weights) if shape_weights else None  # None: every shape evenly
         self.group_probability = check_group_probability(group_probability)  # scenes of one identical group
         self.relation_captions = relation_captions  # False: two objects are described each by itself
         self.mirror_pairs = mirror_pairs
@@ -108,7 +110,8 @@ class WorldStream(IterableDataset):
         for _ in range(100):
             spec = sample_spec(rng, split=self.split, width=w, height=h, fps=self.fps, num_frames=t,
                                max_objects=self.max_objects, count_weights=self.count_weights,
-                               size_weights=self.size_weights, group_probability=self.group_probability)
+                               size_weights=self.size_weights, group_probability=self.group_probability,
+                               shape_weights=self.shape_weights)
             if not self.mirror_pairs:
                 return spec, None
             mirrored = mirror_spec(spec)

@@ -42,6 +42,7 @@ class DataConfig:
     max_objects: int = 3
     object_weights: list = field(default_factory=list)  # world: weight of 1..max_objects objects; [] = 45/35/20 %
     size_weights: list = field(default_factory=list)    # world: weight of small, large objects; [] = even
+    shape_weights: list = field(default_factory=list)   # world: weight of circle, square, triangle, star; [] = even
     group_probability: float = 0.0     # world: chance a scene of 2+ objects is one identical group (counting)
     relation_captions: bool = True     # world: caption two objects by their spatial relation where it is clear
     mirror_pairs: bool = False         # world, dit: half of each batch is the other half mirrored, same noise
@@ -299,11 +300,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.data.num_workers >= 0, "data.num_workers: must be >= 0")
     need(cfg.data.fps > 0, "data.fps: must be positive")
     need(1 <= cfg.data.max_objects <= 3, "data.max_objects: must be from 1 to 3")
-    from ..world.sample import check_group_probability, count_probabilities, size_probabilities
+    from ..world.sample import (check_group_probability, count_probabilities, shape_probabilities,
+                                size_probabilities)
     from ..world.spec import SpecError
 
     for name, check in (("object_weights", lambda w: count_probabilities(w, cfg.data.max_objects)),
-                        ("size_weights", size_probabilities), ("group_probability", check_group_probability)):
+                        ("size_weights", size_probabilities), ("shape_weights", shape_probabilities),
+                        ("group_probability", check_group_probability)):
         if getattr(cfg.data, name):
             try:
                 check(getattr(cfg.data, name))

@@ -268,6 +268,7 @@ class Trainer:
                                rank=self.info.rank, world_size=self.info.world_size, max_objects=d.max_objects,
                                start_index=start, interleave_workers=True, uint8=True,
                                count_weights=d.object_weights, size_weights=d.size_weights,
+                               shape_weights=d.shape_weights,
                                relation_captions=d.relation_captions, mirror_pairs=d.mirror_pairs,
                                group_probability=d.group_probability)
         from ..data.folder import FolderStream
@@ -294,7 +295,7 @@ class Trainer:
                "max_objects": cfg.data.max_objects, "seed": cfg.seed, "batches": cfg.data.latent_cache_batches,
                "vae": lc.fingerprint_module(self.vae_cpu)}
         # only when set, so caches built before these fields existed still match
-        for name in ("object_weights", "size_weights"):
+        for name in ("object_weights", "size_weights", "shape_weights"):
             if getattr(cfg.data, name):
                 key[name] = list(getattr(cfg.data, name))
         if cfg.data.group_probability:

@@ -22,19 +22,23 @@ def _choice(rng: np.random.Generator, options) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def sample_object(rng: np.random.Generator, split: str, size_p: np.ndarray | None = None) -> ObjectSpec:
-    """A random object of `split`; `size_p` gives the probability of each of SIZES (None: uniform)."""
+def sample_object(rng: np.random.Generator, split: str, size_p: np.ndarray | None = None,
+                  shape_p: np.ndarray | None = None) -> ObjectSpec:
+    """A random object of `split`; `size_p` and `shape_p` give the probability of each of SIZES and
+    SHAPES (None: uniform)."""
     while True:
-        shape, color = _choice(rng, SHAPES), _choice(rng, COLORS)
+        shape = _choice(rng, SHAPES) if shape_p is None else SHAPES[int(rng.choice(len(SHAPES), p=shape_p))]
+        color = _choice(rng, COLORS)
         size = _choice(rng, SIZES) if size_p is None else list(SIZES)[int(rng.choice(len(SIZES), p=size_p))]
         obj = ObjectSpec(shape=shape, color=color, size=size, motion=_choice(rng, MOTIONS))
         if split == "heldout" or not obj.is_heldout():
             return obj
 
 
-def sample_heldout_object(rng: np.random.Generator, size_p: np.ndarray | None = None) -> ObjectSpec:
+def sample_heldout_object(rng: np.random.Generator, size_p: np.ndarray | None = None,
+                          shape_p: np.ndarray | None = None) -> ObjectSpec:
     while True:
-        obj = sample_object(rng, "heldout", size_p)
+        obj = sample_object(rng, "heldout", size_p, shape_p)
         if obj.is_heldout():
             return obj
 
@@ -77,10 +81,11 @@ def sample_spec(rng: np.random.Generator, split: str = "train", width: int = 128
                 fps: float = 12.0, num_frames: int = 25, max_objects: int = 3,
                 seed: int = 0, num_objects: int | None = None,
                 count_weights: Sequence[float] | None = None,
-                size_weights: Sequence[float] | None = None, group_probability: float = 0.0) -> SceneSpec:
+                size_weights: Sequence[float] | None = None, group_probability: float = 0.0,
+                shape_weights: Sequence[float] | None = None) -> SceneSpec:
     """A random valid scene. `num_objects` fixes the count; otherwise 1–`max_objects`, drawn with
     `count_weights` (one weight per count from 1; default 45 / 35 / 20 %). `size_weights` weighs
-    each of SIZES (small, large; default even). `group_probability` is the chance that a scene of
+    each of SIZES (small, large; default even), `shape_weights` each of SHAPES (default even). `group_probability` is the chance that a scene of
     two or more objects is one group of identical objects ("three small red circles"); otherwise
     each object after the first repeats the one before with chance 0.2."""
     if split not in SPLITS:
@@ -88,6 +93,7 @@ def sample_spec(rng: np.random.Generator, split: str = "train", width: int = 128
     check_group_probability(group_probability)
     p = _count_weights(max_objects) if count_weights is None else count_probabilities(count_weights, max_objects)
     size_p = None if size_weights is None else size_probabilities(size_weights)
+    shape_p = None if shape_weights is None else shape_probabilities(shape_weights)
     for _ in range(200):
         n = num_objects or int(rng.choice(np.arange(1, max_objects + 1), p=p))
         # drawn only when asked for, so the default mix keeps its random stream
@@ -98,9 +104,9 @@ def sample_spec(rng: np.random.Generator, split: str = "train", width: int = 128
                 prev = objects[-1]
                 objects.append(ObjectSpec(prev.shape, prev.color, prev.size, prev.motion))
             elif split == "heldout" and k == 0:
-                objects.append(sample_heldout_object(rng, size_p))
+                objects.append(sample_heldout_object(rng, size_p, shape_p))
             else:
-                objects.append(sample_object(rng, split, size_p))
+                objects.append(sample_object(rng, split, size_p, shape_p))
         if split == "heldout":
             order = rng.permutation(n)
             objects = [objects[i] for i in order]
@@ -149,3 +155,8 @@ def sample_specs(n: int, seed: int = 0, split: str = "train", **kwargs) -> list[
     independent of how many were drawn before."""
     return [sample_spec(np.random.default_rng([seed, i]), split=split, seed=seed * 1_000_003 + i, **kwargs)
             for i in range(n)]
+
+
+def shape_probabilities(weights: Sequence[float]) -> np.ndarray:
+    """Weights for each of SHAPES as probabilities; a clear error for a bad list."""
+    return _probabilities(weights, len(SHAPES), "shape", f"shape ({', '.join(SHAPES)})")
