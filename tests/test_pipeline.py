@@ -392,6 +392,17 @@ def test_metadata_and_timings(pipe):
     assert {"text", "plan", "denoise", "decode"} <= set(pipe.last_timings)
 
 
+def test_metadata_does_not_claim_a_negative_prompt_that_was_never_read(pipe):
+    """Guidance 1 makes one conditional call a step, so the record (and the provenance built
+    from it) moves the negative prompt to `negative_prompt_unused` instead of claiming it steered."""
+    plain = gen(pipe, seed=3, guidance=1.0)
+    unused = gen(pipe, seed=3, guidance=1.0, negative_prompt="noise")
+    assert np.array_equal(plain.frames, unused.frames)  # indeed nothing read it
+    assert unused.metadata["negative_prompt"] is None and unused.metadata["negative_prompt_unused"] == "noise"
+    used = gen(pipe, seed=3, guidance=3.0, negative_prompt="noise")
+    assert used.metadata["negative_prompt"] == "noise" and "negative_prompt_unused" not in used.metadata
+
+
 def test_shift_reaches_the_sampler_and_the_metadata(pipe, monkeypatch):
     import kinema.pipeline as pipeline_module
 

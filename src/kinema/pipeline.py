@@ -750,7 +750,8 @@ class Pipeline:
             "generator": "kinema",
             "model": str(cfg.get("model_name")),
             "prompt": prompt,
-            "negative_prompt": negative or None,
+            # guidance 1 makes one conditional call a step: a negative prompt given then was never read
+            "negative_prompt": (negative or None) if guidance != 1.0 else None,
             "seed": int(seed),
             "mode": label,
             "steps": steps,
@@ -761,6 +762,8 @@ class Pipeline:
             "num_frames": int(frames.shape[0]),
             "fps": fps,
         }
+        if negative and guidance == 1.0:
+            metadata["negative_prompt_unused"] = negative
         if interval is not None:
             metadata["guidance_interval"] = list(interval)
         if run.plan is not None:

@@ -109,8 +109,7 @@ def handler(args: argparse.Namespace) -> int:
     if args.timings_json:
         _write_timings(args.timings_json, pipe, video, startup=t_startup, load=t_load, write=t_write,
                        total=time.perf_counter() - PROCESS_START)
-    if args.negative and float(video.metadata.get("guidance") or 1.0) == 1.0:
-        # guidance 1 makes one conditional call a step: nothing reads the negative prompt
+    if video.metadata.get("negative_prompt_unused"):
         learned = pipe.config.get("distilled_guidance")
         why = (f"this model learned guidance {learned:g} into its weights and samples at 1" if learned
                else "guidance is 1")
