@@ -10,7 +10,6 @@ RUN_A and RUN_B are eval output folders or their samples.jsonl(.gz) files.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -22,14 +21,10 @@ def main() -> None:
     ap.add_argument("-o", "--output", default=None, help="also write the Markdown table here")
     args = ap.parse_args()
 
-    from kinema.errors import KinemaError
-    from kinema.eval.compare import compare, markdown, read_samples
+    from kinema.eval.compare import compare, markdown, samples_or_exit
 
     names = args.names or [args.run_a, args.run_b]
-    try:
-        result = compare(read_samples(args.run_a), read_samples(args.run_b))
-    except KinemaError as exc:
-        sys.exit(f"compare_evals: {exc}")
+    result = compare(samples_or_exit(args.run_a, "compare_evals"), samples_or_exit(args.run_b, "compare_evals"))
     text = markdown(result, *names)
     print(text)
     if args.output:

@@ -9,7 +9,6 @@ large run with a smaller one on the very same prompts:
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def main() -> None:
@@ -18,14 +17,10 @@ def main() -> None:
     ap.add_argument("n", type=int, help="prompts per category and split to keep")
     args = ap.parse_args()
 
-    from kinema.errors import KinemaError
-    from kinema.eval.compare import read_samples
+    from kinema.eval.compare import samples_or_exit
     from kinema.eval.run import markdown, summarize
 
-    try:
-        records = read_samples(args.samples)
-    except KinemaError as exc:
-        sys.exit(f"report_subset: {exc}")
+    records = samples_or_exit(args.samples, "report_subset")
     kept = [r for r in records if r["index"] < args.n]
     seeds = sorted({r["seed"] for r in kept})
     report = summarize(kept, n=args.n, seeds=seeds, elapsed=0.0, model=f"{args.samples}, first {args.n} prompts")

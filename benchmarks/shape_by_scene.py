@@ -12,11 +12,9 @@ the figures are about drawing the shape, not about drawing the object at all.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 
-from kinema.errors import KinemaError
-from kinema.eval.compare import read_samples
+from kinema.eval.compare import samples_or_exit
 from kinema.eval.stats import wilson_interval
 
 GROUPS = {"one object": ("single",), "two objects": ("binding", "relation")}
@@ -77,10 +75,7 @@ def main() -> None:
     ap.add_argument("samples", help="an eval output folder or its samples.jsonl(.gz)")
     ap.add_argument("--out", help="also write the tables here")
     args = ap.parse_args()
-    try:
-        text = report(read_samples(args.samples))
-    except KinemaError as exc:
-        sys.exit(f"shape_by_scene: {exc}")
+    text = report(samples_or_exit(args.samples, "shape_by_scene"))
     print(text)
     if args.out:
         with open(args.out, "w") as f:

@@ -12,10 +12,8 @@ is what the category's rate would be if that group did as well as prompts withou
 from __future__ import annotations
 
 import argparse
-import sys
 
-from kinema.errors import KinemaError
-from kinema.eval.compare import read_samples
+from kinema.eval.compare import samples_or_exit
 from kinema.eval.stats import wilson_interval
 
 VERDICT = {"single": "shape", "binding": "binding", "relation": "relation"}
@@ -71,11 +69,7 @@ def main() -> None:
     ap.add_argument("run", help="a `kinema eval` output folder or its samples.jsonl(.gz)")
     ap.add_argument("--out", default=None, help="also write the table to this file")
     args = ap.parse_args()
-    try:
-        rows = read_samples(args.run)
-    except KinemaError as exc:
-        sys.exit(f"verdicts_by_star: {exc}")
-    text = f"# python benchmarks/verdicts_by_star.py {args.run}\n\n{report(rows)}\n"
+    text = f"# python benchmarks/verdicts_by_star.py {args.run}\n\n{report(samples_or_exit(args.run, 'verdicts_by_star'))}\n"
     print(text)
     if args.out:
         with open(args.out, "w") as f:

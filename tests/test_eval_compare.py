@@ -68,3 +68,12 @@ def test_compare_refuses_runs_of_different_benchmarks(tmp_path):
         compare(a, [{**r, "index": r["index"] + 100} for r in a])
     with pytest.raises(KinemaError, match="not a kinema eval folder"):
         read_samples(tmp_path)
+
+
+def test_a_tool_given_no_samples_ends_with_the_reason(tmp_path):
+    from kinema.eval.compare import samples_or_exit
+
+    with pytest.raises(SystemExit, match=r"^verdicts_by_star: .*not a kinema eval folder"):
+        samples_or_exit(tmp_path, "verdicts_by_star")
+    (tmp_path / "samples.jsonl").write_text('{"category": "single"}\n')
+    assert samples_or_exit(tmp_path, "verdicts_by_star") == [{"category": "single"}]

@@ -24,6 +24,14 @@ from .run import ROWS
 Z95 = 1.96
 
 
+def samples_or_exit(path: str | os.PathLike, program: str) -> list[dict]:
+    """`read_samples` for a command-line tool: a bad path or file ends `program` with the reason."""
+    try:
+        return read_samples(path)
+    except KinemaError as exc:
+        raise SystemExit(f"{program}: {exc}") from None
+
+
 def read_samples(path: str | os.PathLike) -> list[dict]:
     """The records of a samples.jsonl (or .jsonl.gz), or of the samples file in a report folder."""
     p = Path(path)
