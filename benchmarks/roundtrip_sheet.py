@@ -4,7 +4,7 @@ frame. Frame 0 is a latent frame of its own; the others are packed four to a lat
 is where moving objects blur and ghost.
 
     python benchmarks/roundtrip_sheet.py --vae v4=runs/cpu3/vae/final --vae v5=src/kinema/weights/kinema-tiny \\
-        [--n 6] [--category single] [-o sheet.png]
+        [--n 6] [--category single] [--small-star] [-o sheet.png]
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--split", default="seen", choices=["seen", "heldout"])
     ap.add_argument("--frames", default="0,12,23", help="frame indices to show")
     ap.add_argument("--scale", type=int, default=1, help="pixel size of each frame in the sheet")
+    ap.add_argument("--small-star", action="store_true", help="only scenes that ask for a small star")
     ap.add_argument("-o", "--out", default="roundtrip_sheet.png")
     args = ap.parse_args()
 
@@ -59,7 +60,9 @@ def main() -> None:
             raise SystemExit(f"--vae {item!r}: expected NAME=PATH")
         vaes.append((name, load_vae(path).eval()))
     shown = [int(i) for i in args.frames.split(",")]
-    items = [i for i in benchmark_items(max(args.n, 1)) if i.category == args.category and i.split == args.split]
+    pool = benchmark_items(max(args.n, 50 if args.small_star else 1))
+    items = [i for i in pool if i.category == args.category and i.split == args.split
+             and (not args.small_star or any(o.shape == "star" and o.size == "small" for o in i.spec.objects))]
     if not items:
         raise SystemExit(f"no benchmark items in category {args.category!r}, split {args.split!r}")
     rows = []
