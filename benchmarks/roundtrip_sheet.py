@@ -17,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from autoencoder_ceiling import render_for_autoencoder, round_trip  # noqa: E402
+from small_star_decoding import is_small_star  # noqa: E402
 
 
 def sheet(rows: list[tuple[str, list[np.ndarray]]], path: str, scale: int = 1) -> None:
@@ -62,7 +63,7 @@ def main() -> None:
     shown = [int(i) for i in args.frames.split(",")]
     pool = benchmark_items(max(args.n, 50 if args.small_star else 1))
     items = [i for i in pool if i.category == args.category and i.split == args.split
-             and (not args.small_star or any(o.shape == "star" and o.size == "small" for o in i.spec.objects))]
+             and (not args.small_star or any(is_small_star(o) for o in i.spec.objects))]
     if not items:
         raise SystemExit(f"no benchmark items in category {args.category!r}, split {args.split!r}")
     rows = []

@@ -19,10 +19,15 @@ Three readings, each for the model's own autoencoder and for every `--vae NAME=P
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from autoencoder_ceiling import render_for_autoencoder, round_trip  # noqa: E402
 
 MOTIONS = ("still", "left", "right", "up", "down")
 FRAMES_READ = (0, 3, 6, 8)
@@ -74,12 +79,17 @@ def frame_readings(vae, specs, batch: int = 16) -> dict[str, tuple[int, int]]:
     return {k: (a, b) for k, (a, b) in sorted(hits.items())}
 
 
+def is_small_star(obj) -> bool:
+    """Whether an ObjectSpec is a small star."""
+    return obj.shape == "star" and obj.size == "small"
+
+
 def star_items(n: int):
     """The first `n` benchmark items (single, binding, relation; both splits) asking for a small star."""
     from kinema.eval.prompts import benchmark_items
 
     items = [it for it in benchmark_items(50, categories=["single", "binding", "relation"])
-             if any(o.shape == "star" and o.size == "small" for o in it.spec.objects)]
+             if any(is_small_star(o) for o in it.spec.objects)]
     return items[:n]
 
 
@@ -90,7 +100,7 @@ def judge_frames(item, frames: np.ndarray) -> dict:
 
     facts = analyze_frames(frames)
     verdict = judge(item.category, item.spec, facts, frames)
-    stars = [o for o in item.spec.objects if o.shape == "star" and o.size == "small"]
+    stars = [o for o in item.spec.objects if is_small_star(o)]
     shown = sum(any(d["shape"] == "star" and d["color"] == o.color for d in facts["objects"]) for o in stars)
     return {"stars": (shown, len(stars)), **{k: verdict[k] for k in ("shape", "binding", "relation", "everything")
                                             if verdict.get(k) is not None}}
@@ -108,15 +118,9 @@ def _summary(rows: list[dict]) -> str:
 
 
 def ceiling_rows(vae, items) -> list[dict]:
-    from kinema.world import render
-    from kinema.world.spec import SceneSpec
-
     rows = []
     for item in items:
-        spec = SceneSpec.from_dict(item.spec.to_dict())
-        spec.num_frames = 1 + 4 * ((item.spec.num_frames - 1 + 3) // 4)
-        with torch.no_grad():
-            frames = _to_frames(vae.decode(vae.encode(_to_tensor(render(spec)[None]))))[0]
+        frames = round_trip(vae, render_for_autoencoder(item.spec, item.spec.num_frames), item.spec.fps)
         rows.append(judge_frames(item, frames[:item.spec.num_frames]))
     return rows
 

@@ -746,12 +746,13 @@ class Pipeline:
         frames = np.concatenate(parts, axis=0)
 
         label = "image" if mode == "t2v" and frames.shape[0] == 1 else mode
+        # guidance 1 makes one conditional call a step: a negative prompt given then was never read
+        negative_read = negative if guidance != 1.0 else ""
         metadata = {
             "generator": "kinema",
             "model": str(cfg.get("model_name")),
             "prompt": prompt,
-            # guidance 1 makes one conditional call a step: a negative prompt given then was never read
-            "negative_prompt": (negative or None) if guidance != 1.0 else None,
+            "negative_prompt": negative_read or None,
             "seed": int(seed),
             "mode": label,
             "steps": steps,
@@ -762,7 +763,7 @@ class Pipeline:
             "num_frames": int(frames.shape[0]),
             "fps": fps,
         }
-        if negative and guidance == 1.0:
+        if negative and not negative_read:
             metadata["negative_prompt_unused"] = negative
         if interval is not None:
             metadata["guidance_interval"] = list(interval)
