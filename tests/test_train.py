@@ -581,6 +581,22 @@ def test_shape_weights_are_checked():
             resolve("vae", "tiny", overrides={"data": {"shape_weights": bad}})
 
 
+def test_window_of_frames_is_checked():
+    import pytest as _pytest
+
+    from kinema.errors import KinemaError
+    from kinema.train.config import resolve
+
+    assert resolve("vae", "tiny", overrides={"data": {"window_of_frames": 25}}).data.window_of_frames == 25
+    for bad in (1, -3):
+        with _pytest.raises(KinemaError, match="data.window_of_frames: must be an integer"):
+            resolve("vae", "tiny", overrides={"data": {"window_of_frames": bad}})
+    with _pytest.raises(KinemaError, match="autoencoder stage"):
+        resolve("dit", "tiny", overrides={"data": {"window_of_frames": 25}})
+    with _pytest.raises(KinemaError, match="a folder's clips"):
+        resolve("vae", "tiny", overrides={"data": {"window_of_frames": 25, "source": "/some/folder"}})
+
+
 def test_object_weights_are_checked_against_max_objects():
     import pytest as _pytest
 

@@ -91,6 +91,36 @@ def test_shape_weights_choose_which_shapes_are_drawn_and_keep_the_default_draw()
         assert any(o.is_heldout() for o in spec.objects) and {o.shape for o in spec.objects} == {"star"}
 
 
+def test_window_of_frames_cuts_short_clips_from_longer_scenes_at_their_speed():
+    import numpy as np
+    import pytest
+
+    from kinema.world.render import render
+
+    items = _take(WorldStream(seed=8, buckets=[(64, 48, 5, 2), (64, 48, 1, 2)], uint8=True, window_of_frames=25), 6)
+    clips = [(v, s) for it in items for v, s in zip(it["video"], it["spec"]) if v.shape[1] == 5]
+    stills = [s for it in items for v, s in zip(it["video"], it["spec"]) if v.shape[1] == 1]
+    assert clips and stills
+    starts = set()
+    for video, spec in clips:
+        spec = dict(spec)
+        start = spec.pop("window_start")
+        scene = SceneSpec.from_dict(spec)
+        assert scene.num_frames == 25 and 0 <= start <= 20
+        # five consecutive frames of the 25-frame scene: its objects move at that scene's speed
+        np.testing.assert_array_equal(video.numpy().transpose(1, 2, 3, 0), render(scene)[start:start + 5])
+        starts.add(start)
+    assert len(starts) > 1  # windows at different places in their scenes
+    assert all(s["num_frames"] == 1 and "window_start" not in s for s in stills)  # a still is its own scene
+    plain = _take(WorldStream(seed=8, buckets=[(64, 48, 5, 2)], uint8=True), 2)
+    assert all(s["num_frames"] == 5 and "window_start" not in s for it in plain for s in it["spec"])
+    for bad in (1, 0, 2.5):
+        with pytest.raises(ValueError, match="window_of_frames"):
+            WorldStream(window_of_frames=bad)
+    with pytest.raises(ValueError, match="window_of_frames"):
+        WorldStream(window_of_frames=25, mirror_pairs=True, batch_size=2)
+
+
 def test_object_weights_choose_how_many_objects_a_scene_has():
     two_only = _take(WorldStream(seed=6, buckets=[(48, 32, 1)], count_weights=[0, 1, 0]), 12)
     assert {len(it["spec"]["objects"]) for it in two_only} == {2}

@@ -34,6 +34,12 @@ class WorldStream(IterableDataset):
     seen in a mirror (`kinema.world.mirror`): the same frames flipped left to right, captioned in
     the same phrasing with "left" and "right" swapped. A scene whose mirror would show a held-out
     combination (e.g. a circle moving left) is drawn again, so the split stays clean.
+
+    With `window_of_frames=N`, a clip of T < N frames is T consecutive frames, at a random offset, of
+    a scene drawn for N frames: its objects move at the speed they have in an N-frame clip (a 9-frame
+    scene of its own crosses the same 35-50% of the frame in 9 frames, ~2.7x faster than in the
+    default 24-frame clip). The item's spec is the N-frame scene's, with "window_start" added; its
+    caption is that scene's. For the autoencoder, which reads frames only.
     """
 
     def __init__(self, split: str = "train", seed: int = 0, buckets: Sequence[tuple[int, ...]] = ((128, 128, 25),),
@@ -41,7 +47,7 @@ class WorldStream(IterableDataset):
                  start_index: int = 0, interleave_workers: bool = False, uint8: bool = False,
                  count_weights: Sequence[float] | None = None, size_weights: Sequence[float] | None = None,
                  relation_captions: bool = True, mirror_pairs: bool = False, group_probability: float = 0.0,
-                 shape_weights: Sequence[float] | None = None):
+                 shape_weights: Sequence[float] | None = None, window_of_frames: int | None = None):
         super().__init__()
         if mirror_pairs and split != "train":
             raise ValueError("mirror_pairs: only the train split can be mirrored (a held-out scene's mirror "
@@ -60,6 +66,12 @@ class WorldStream(IterableDataset):
         self.group_probability = check_group_probability(group_probability)  # scenes of one identical group
         self.relation_captions = relation_captions  # False: two objects are described each by itself
         self.mirror_pairs = mirror_pairs
+        if window_of_frames is not None and (not isinstance(window_of_frames, int) or window_of_frames < 2):
+            raise ValueError(f"window_of_frames: must be an integer of at least 2 frames, got {window_of_frames!r}")
+        if window_of_frames is not None and mirror_pairs:
+            raise ValueError("window_of_frames: is for the autoencoder, mirror_pairs for the transformer; "
+                             "a window's caption may name a relation its frames do not show")
+        self.window_of_frames = window_of_frames
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -87,15 +99,20 @@ class WorldStream(IterableDataset):
         videos = np.empty((batch_size, 3, t, h, w), dtype=np.uint8)
         scenes = batch_size // 2 if self.mirror_pairs else batch_size
         captions, specs, mirror_captions, mirror_specs = [], [], [], []
+        window = self.window_of_frames if self.window_of_frames and 1 < t < self.window_of_frames else None
         for i in range(scenes):
-            spec, mirrored = self._scene(rng, w, h, t)
-            videos[i] = render(spec).transpose(3, 0, 1, 2)
+            spec, mirrored = self._scene(rng, w, h, window or t)
+            frames = render(spec)
+            if window:
+                start = int(rng.integers(window - t + 1))
+                frames = frames[start:start + t]
+            videos[i] = frames.transpose(3, 0, 1, 2)
             if mirrored is not None:  # captioned from a copy of the generator: the same phrasing
                 videos[scenes + i] = videos[i, :, :, :, ::-1]
                 mirror_captions.append(caption(mirrored, copy.deepcopy(rng), with_relation=self.relation_captions))
                 mirror_specs.append(mirrored.to_dict())
             captions.append(caption(spec, rng, with_relation=self.relation_captions))
-            specs.append(spec.to_dict())
+            specs.append({**spec.to_dict(), "window_start": start} if window else spec.to_dict())
         captions += mirror_captions  # the originals first, then their mirrors in the same order
         specs += mirror_specs
         video = torch.from_numpy(videos)

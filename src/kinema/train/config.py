@@ -46,6 +46,7 @@ class DataConfig:
     group_probability: float = 0.0     # world: chance a scene of 2+ objects is one identical group (counting)
     relation_captions: bool = True     # world: caption two objects by their spatial relation where it is clear
     mirror_pairs: bool = False         # world, dit: half of each batch is the other half mirrored, same noise
+    window_of_frames: int = 0          # world, vae: shorter clips are windows of a scene this long (its speed); 0 = off
     num_workers: int = 0               # DataLoader workers per process
     cache_clips: int = 32              # decoded folder clips kept in memory per worker
     latent_cache: bool = False         # dit: encode batches once to safetensors shards, then train from them
@@ -322,6 +323,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                                           if isinstance(b, (list, tuple)) and len(b) > 3]
         need(all(isinstance(n, int) and n % 2 == 0 for n in sizes),
              f"data.mirror_pairs: every batch size must be even (a scene and its mirror), got {sizes}")
+    if cfg.data.window_of_frames:
+        need(isinstance(cfg.data.window_of_frames, int) and cfg.data.window_of_frames >= 2,
+             f"data.window_of_frames: must be an integer of at least 2 frames (0 = off), got {cfg.data.window_of_frames!r}")
+        need(cfg.data.source == "world", "data.window_of_frames: cuts windows of the world's scenes; a folder's clips are its own")
+        need(cfg.stage == "vae", "data.window_of_frames: a window's caption and layout are its whole scene's, so it is "
+             "for the autoencoder stage (stage \"vae\"), which reads frames only")
     need(cfg.pair_loss_weight >= 0, "pair_loss_weight: must be >= 0")
     need(cfg.pair_loss_weight == 0 or cfg.data.mirror_pairs,
          "pair_loss_weight: needs data.mirror_pairs (the batches must hold pairs)")

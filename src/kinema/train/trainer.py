@@ -270,7 +270,8 @@ class Trainer:
                                count_weights=d.object_weights, size_weights=d.size_weights,
                                shape_weights=d.shape_weights,
                                relation_captions=d.relation_captions, mirror_pairs=d.mirror_pairs,
-                               group_probability=d.group_probability)
+                               group_probability=d.group_probability,
+                               window_of_frames=d.window_of_frames or None)
         from ..data.folder import FolderStream
 
         return FolderStream(d.source, buckets, batch_size=cfg.optim.batch_size, fps=d.fps, seed=seed,
