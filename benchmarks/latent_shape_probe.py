@@ -9,7 +9,12 @@ analyzer's shape accuracy on the same scenes decoded, and on the scenes themselv
 - probe low too: the encoder throws the shape away (a new autoencoder, and then a new transformer).
 
     python benchmarks/latent_shape_probe.py [--model PATH] [--decoder NAME=PATH ...] [--generated N]
-        [--size small] [--train 6000] [--test 2000]
+        [--size small] [--train 6000] [--test 2000] [--moving]
+
+With --moving the object moves, at the speed it has in the default 24-frame clip: each scene is 5
+consecutive frames of a 25-frame scene, the probe reads the second latent frame (frames 1-4, packed
+four to a latent frame) around the object's place in the middle of those four, and the analyzer
+reads decoded frame 2.
 
 With --generated N the probe also reads the transformer's own latents for N one-object prompts:
 whether the transformer drew the asked shape into the latents, and how often the decoder shows it.
@@ -32,6 +37,21 @@ def still_scene(rng: np.random.Generator, size: str, width: int, height: int, nu
                      motion="still", start=(float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8))))
     return SceneSpec(width=width, height=height, fps=12, num_frames=num_frames,
                      background=str(rng.choice(list(BACKGROUNDS))), objects=[obj])
+
+
+def moving_scene(rng: np.random.Generator, size: str, width: int, height: int, num_frames: int = 25):
+    """One object of `size` moving in a random direction at a random place, colour, shape and
+    background, drawn for `num_frames` frames (the world's own distances)."""
+    from kinema.world.sample import place_objects
+    from kinema.world.spec import BACKGROUNDS, COLORS, SHAPES, ObjectSpec, SceneSpec
+
+    obj = ObjectSpec(shape=str(rng.choice(SHAPES)), color=str(rng.choice(list(COLORS))), size=size,
+                     motion=str(rng.choice(["left", "right", "up", "down"])))
+    spec = SceneSpec(width=width, height=height, fps=12, num_frames=num_frames,
+                     background=str(rng.choice(list(BACKGROUNDS))), objects=[obj])
+    if not place_objects(spec, rng):
+        raise RuntimeError(f"could not place a {size} object in {width}x{height}")
+    return spec
 
 
 def latent_window(z: torch.Tensor, x: float, y: float, patch: int, radius: int) -> torch.Tensor:
@@ -57,30 +77,39 @@ def decoded_frames(vae, z: torch.Tensor, frame: int = 0) -> np.ndarray:
 
 
 def build(vae, n: int, seed: int, size: str, width: int, height: int, radius: int, batch: int = 32,
-          decoders: tuple = (), read_frame: int = 0):
-    """(probe inputs [n, F] from latent frame 0, shape labels [n], analyzer shape on the scene, and
-    on frame `read_frame` of it decoded by `vae` and then by each of `decoders`)."""
+          decoders: tuple = (), read_frame: int = 0, moving: bool = False):
+    """(probe inputs [n, F] from latent frame 0 (moving: 1), shape labels [n], analyzer shape on
+    frame `read_frame` of the scene, and of it decoded by `vae` and then by each of `decoders`)."""
     from kinema.world import render
     from kinema.world.spec import SHAPES
 
     rng = np.random.default_rng(seed)
     frames_wanted = 1 + 4 * max(1, -(-read_frame // 4))  # the fewest 1+4k frames that hold read_frame
-    specs = [still_scene(rng, size, width, height, frames_wanted) for _ in range(n)]
+    if moving:  # 5 frames of a 25-frame scene, from a random frame on; (scene, first frame) pairs
+        specs = [moving_scene(rng, size, width, height) for _ in range(n)]
+        offsets = [int(rng.integers(0, 21)) for _ in range(n)]
+    else:
+        specs = [still_scene(rng, size, width, height, frames_wanted) for _ in range(n)]
+        offsets = [0] * n
     feats, truth_reads = [], []
     decoded_reads: list[list] = [[] for _ in range(1 + len(decoders))]
     for i in range(0, n, batch):
-        chunk = specs[i : i + batch]
-        frames = np.stack([render(s) for s in chunk])                      # [B, T, H, W, 3]
+        chunk, starts = specs[i : i + batch], offsets[i : i + batch]
+        frames = np.stack([render(s)[f0 : f0 + frames_wanted] for s, f0 in zip(chunk, starts)])  # [B, T, H, W, 3]
         x = torch.from_numpy(frames).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
         with torch.no_grad():
             z = vae.encode(x)
         patch = width // z.shape[-1]  # pixels per latent cell
         for reads, dec in zip(decoded_reads, (vae, *decoders)):
             reads.extend(analyzer_shape(f, s.background) for f, s in zip(decoded_frames(dec, z, read_frame), chunk))
-        for s, zi, f0 in zip(chunk, z, frames[:, 0]):
-            o = s.objects[0]
-            feats.append(latent_window(zi, o.start[0] * width, o.start[1] * height, patch, radius).flatten())
-            truth_reads.append(analyzer_shape(f0, s.background))
+        for s, zi, clip, f0 in zip(chunk, z, frames, starts):
+            if moving:  # latent frame 1 holds clip frames 1-4: the object's place midway through them
+                cx, cy = s.center(s.objects[0], f0 + 2.5)
+                feats.append(latent_window(zi[:, 1:], cx * width, cy * height, patch, radius).flatten())
+            else:
+                o = s.objects[0]
+                feats.append(latent_window(zi, o.start[0] * width, o.start[1] * height, patch, radius).flatten())
+            truth_reads.append(analyzer_shape(clip[read_frame], s.background))
     labels = torch.tensor([SHAPES.index(s.objects[0].shape) for s in specs])
     return torch.stack(feats), labels, truth_reads, decoded_reads
 
@@ -158,6 +187,9 @@ def main() -> None:
     ap.add_argument("--resolution", default="128x128")
     ap.add_argument("--read-frame", type=int, default=0,
                     help="the decoded frame the analyzer reads (0: the first latent frame's own; 8: two latent frames on)")
+    ap.add_argument("--moving", action="store_true",
+                    help="objects that move at the default clip's speed; the probe reads latent frame 1, the "
+                         "analyzer decoded frame 2 (--read-frame is then 2)")
     ap.add_argument("--generated", type=int, default=0,
                     help="also read the model's transformer's latents for this many prompts of one still object")
     args = ap.parse_args()
@@ -167,6 +199,10 @@ def main() -> None:
     from kinema.world.spec import SHAPES
 
     width, height = (int(v) for v in args.resolution.split("x"))
+    if args.moving and args.generated:
+        ap.error("--moving reads rendered scenes only; --generated reads still prompts")
+    if args.moving:
+        args.read_frame = 2
     pipe = Pipeline.from_pretrained(args.model) if args.generated else None
     vae = pipe.vae if pipe else load_vae(args.model) if args.model else Pipeline.from_pretrained().vae
     vae.eval().float()
@@ -174,9 +210,9 @@ def main() -> None:
     decoders = tuple(load_vae(path).eval().float() for _, path in named)
     names = ["decoded"] + [f"decoded by {name}" for name, _ in named]
     t0 = time.perf_counter()
-    xtr, ytr, _, _ = build(vae, args.train, 1, args.size, width, height, args.radius)
+    xtr, ytr, _, _ = build(vae, args.train, 1, args.size, width, height, args.radius, moving=args.moving)
     xte, yte, truth_reads, decoded_reads = build(vae, args.test, 2, args.size, width, height, args.radius,
-                                                 decoders=decoders, read_frame=args.read_frame)
+                                                 decoders=decoders, read_frame=args.read_frame, moving=args.moving)
     predict = train_probe(xtr, ytr, len(SHAPES))
     with torch.no_grad():
         probe_train = (predict(xtr) == ytr).float().mean().item()
@@ -185,7 +221,8 @@ def main() -> None:
     def hits(reads, labels):
         return np.array([r == SHAPES[k] for r, k in zip(reads, labels.tolist())])
 
-    print_table(f"latent shape probe: {args.size} objects, {width}x{height}, first latent frame, "
+    which = "moving objects, second latent frame" if args.moving else "still objects, first latent frame"
+    print_table(f"latent shape probe: {args.size} {which}, {width}x{height}, "
                 f"{2 * args.radius}x{2 * args.radius} cells x {vae.config.latent_channels} channels, "
                 f"{args.train} train / {args.test} test scenes, {time.perf_counter() - t0:.0f} s "
                 f"(probe on its own training scenes: {probe_train:.1%}); the analyzer reads decoded frame "
