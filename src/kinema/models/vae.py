@@ -487,11 +487,11 @@ class CausalVideoVAE(nn.Module):
     def loss(self, x: Tensor, kl_weight: float = 1e-4, motion_weight: float = 0.0,
              edge_weight: float = 0.0, object_weight: float = 0.0,
              object_balance: bool = False) -> dict[str, Tensor]:
-        """dict(loss, recon, reg): recon = MSE + L1 on pixels, plus L1 on frame-to-frame differences
+        """dict(loss, recon, reg, rec): recon = MSE + L1 on pixels, plus L1 on frame-to-frame differences
         (`motion_weight`), on horizontal/vertical pixel differences (`edge_weight`) and MSE + L1
         averaged over foreground pixels only (`object_weight`, see `foreground_mask`; with
         `object_balance` each object counts about equally, see `area_balanced_weights`); reg = mean
-        KL to N(0, 1).
+        KL to N(0, 1); rec is the reconstruction itself.
 
         The difference terms exist because on mostly-flat frames a pixel loss is dominated by the
         background: a blurred or ghosting moving object costs little, yet it is what a viewer (and
@@ -514,7 +514,7 @@ class CausalVideoVAE(nn.Module):
             weight = area_balanced_weights(mask) if object_balance else mask.float()
             recon = recon + object_weight * (per_pixel * weight).sum() / weight.sum().clamp(min=1)
         reg = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
-        return {"loss": recon + kl_weight * reg, "recon": recon, "reg": reg}
+        return {"loss": recon + kl_weight * reg, "recon": recon, "reg": reg, "rec": rec}
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -70,26 +70,38 @@ def save_vae(vae, path: Path) -> None:
 
 class VAETrainModule(nn.Module):
     """What DDP/FSDP wrap in the VAE stage: forward(x, mode) so every use goes through forward
-    (the wrappers' hooks see it). mode: "loss" -> (loss, None); "recon" -> reconstruction from the
-    posterior mean; "raw" -> raw (unnormalised) latents."""
+    (the wrappers' hooks see it). mode: "loss" -> the loss (with `critic` and `boxes`, plus
+    `shape_weight` times the critic's cross-entropy on the reconstruction's object crops, kept in
+    `last_shape_loss`); "recon" -> reconstruction from the posterior mean; "raw" -> raw
+    (unnormalised) latents."""
 
     def __init__(self, vae, kl_weight: float = 1e-4, motion_weight: float = 0.0, edge_weight: float = 0.0,
-                 object_weight: float = 0.0, object_balance: bool = False):
+                 object_weight: float = 0.0, object_balance: bool = False, shape_weight: float = 0.0):
         super().__init__()
         self.vae = vae
+        self.shape_weight = shape_weight
+        self.last_shape_loss: torch.Tensor | None = None
         self.kl_weight = kl_weight
         self.motion_weight = motion_weight
         self.edge_weight = edge_weight
         self.object_weight = object_weight
         self.object_balance = object_balance
 
-    def forward(self, x: torch.Tensor, mode: str = "loss"):
+    def forward(self, x: torch.Tensor, mode: str = "loss", critic: nn.Module | None = None,
+                boxes: torch.Tensor | None = None):
         vae = self.vae
         if mode == "loss":
             if hasattr(vae, "loss"):
-                return vae.loss(x, kl_weight=self.kl_weight, motion_weight=self.motion_weight,
-                                edge_weight=self.edge_weight, object_weight=self.object_weight,
-                                object_balance=self.object_balance)["loss"]
+                out = vae.loss(x, kl_weight=self.kl_weight, motion_weight=self.motion_weight,
+                               edge_weight=self.edge_weight, object_weight=self.object_weight,
+                               object_balance=self.object_balance)
+                if critic is None or boxes is None or not len(boxes) or self.shape_weight == 0:
+                    return out["loss"]
+                from .shape_critic import shape_loss
+
+                term = shape_loss(critic, out["rec"], boxes)
+                self.last_shape_loss = term.detach()
+                return out["loss"] + self.shape_weight * term
             recon, _ = vae(x)
             return F.mse_loss(recon.float(), x.float()) + F.l1_loss(recon.float(), x.float())
         if mode == "recon":

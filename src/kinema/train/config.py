@@ -83,6 +83,8 @@ class TrainConfig:
                                        # dit (world data): + this * the flow loss averaged over latent positions
                                        # that hold an object, in the clip or in the prediction
     object_loss_balance: bool = False  # vae: weigh the object term so a small object counts as much as a large one
+    shape_loss_weight: float = 0.0     # vae, world: + this * a frozen shape critic's cross-entropy on object crops
+    shape_critic_steps: int = 400      # vae: steps to train that critic on ground-truth crops before the run
     vae_trainable: str = "all"         # "all" | "decoder": keep the encoder (and latent statistics) of
                                        # `init`, so the latent space, and a transformer trained on it, stay valid
     latent_stats_batches: int = 8      # batches for the per-channel latent mean/std at the end
@@ -344,6 +346,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(not cfg.object_loss_balance or (cfg.stage == "vae" and cfg.object_loss_weight > 0),
          "object_loss_balance: it weighs the autoencoder's object term, so it needs stage \"vae\" "
          "and object_loss_weight > 0")
+    need(math.isfinite(cfg.shape_loss_weight) and cfg.shape_loss_weight >= 0, "shape_loss_weight: must be a finite number >= 0")
+    need(cfg.shape_loss_weight == 0 or (cfg.stage == "vae" and cfg.data.source == "world"),
+         "shape_loss_weight: the shape critic reads each object where the scene's spec puts it, so it needs "
+         "stage \"vae\" and data.source \"world\"")
+    need(isinstance(cfg.shape_critic_steps, int) and cfg.shape_critic_steps >= 1, "shape_critic_steps: must be at least 1")
     need(math.isfinite(cfg.grounding_loss_weight) and cfg.grounding_loss_weight >= 0,
          "grounding_loss_weight: must be a finite number >= 0")
     need(cfg.grounding_loss_weight == 0 or (cfg.stage == "dit" and cfg.data.source == "world"),

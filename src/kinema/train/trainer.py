@@ -178,7 +178,9 @@ class Trainer:
             self.raw = comp.VAETrainModule(self.vae, kl_weight=cfg.kl_weight, motion_weight=cfg.motion_loss_weight,
                                            edge_weight=cfg.edge_loss_weight,
                                            object_weight=cfg.object_loss_weight,
-                                           object_balance=cfg.object_loss_balance).to(dev)
+                                           object_balance=cfg.object_loss_balance,
+                                           shape_weight=cfg.shape_loss_weight).to(dev)
+            self.critic = self._shape_critic() if cfg.shape_loss_weight > 0 else None
         else:
             if cfg.vae:
                 self.vae_cpu = comp.load_vae(cfg.vae)
@@ -245,6 +247,37 @@ class Trainer:
         with torch.no_grad(), self.autocast():
             return torch.cat([self.vae.encode(_video_on(part, self.device)).float()
                               for part in video.split(ENCODE_CHUNK)])
+
+    def _shape_critic(self):
+        """The frozen shape critic of `shape_loss_weight`: OUT/shape_critic.safetensors when a run
+        already trained it (resume), else trained now on ground-truth crops of the run's buckets."""
+        from ..data.buckets import parse_buckets
+        from .checkpoint import load_tensors, save_tensors
+        from .shape_critic import ShapeCritic, train_critic, world_batches
+
+        cfg, path = self.cfg, self.out / "shape_critic.safetensors"
+        if path.is_file():
+            critic = ShapeCritic()
+            critic.load_state_dict(load_tensors(path))
+            critic.eval().requires_grad_(False)
+            self.log(f"kinema train: shape critic from {path}")
+            return critic.to(self.device)
+        d = cfg.data
+        buckets = [b.as_tuple()[:3] + (max(1, min(b.as_tuple()[3] if len(b.as_tuple()) > 3 else cfg.optim.batch_size, 8)),)
+                   for b in parse_buckets(d.buckets)]
+        batches = world_batches(cfg.seed + 7, buckets, window_of_frames=d.window_of_frames or None,
+                                shape_weights=d.shape_weights or None, size_weights=d.size_weights or None)
+        with torch.random.fork_rng(devices=[]):
+            critic, accuracy = train_critic(batches, steps=cfg.shape_critic_steps, seed=cfg.seed, log=self.log)
+        self.log(f"kinema train: shape critic names {accuracy:.1%} of ground-truth object crops it never trained on")
+        if accuracy < 0.95:
+            raise KinemaError(f"shape_critic_steps: the shape critic names only {accuracy:.1%} of ground-truth crops "
+                              "after training; a critic that cannot read true shapes would teach the decoder noise "
+                              "(raise shape_critic_steps)")
+        if self.info.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_tensors(path, critic.state_dict())
+        return critic.to(self.device)
 
     def _latent_foreground(self):
         from ..world.spec import BACKGROUNDS
@@ -338,6 +371,15 @@ class Trainer:
             self.dataset.start_index = self.position
             yield from self._loader(self.dataset)
 
+    def _object_boxes(self, batch: dict, shape: torch.Size, max_crops: int = 512) -> torch.Tensor:
+        """The shape critic's crops of this batch (`shape_critic.object_boxes`), at most `max_crops`."""
+        from .shape_critic import object_boxes
+
+        boxes = object_boxes(batch["spec"], shape[2], shape[4], shape[3])
+        if len(boxes) > max_crops:
+            boxes = boxes[torch.randperm(len(boxes), generator=self.gen)[:max_crops].sort().values]
+        return boxes
+
     # ----- one step -------------------------------------------------------------------------
     def _loss(self, batch: dict) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
         """This batch's loss, its size, and the loss's terms to log apart (the DiT's flow and object
@@ -345,10 +387,17 @@ class Trainer:
         dev = self.device
         if self.cfg.stage == "vae":
             x = _video_on(batch["video"], dev)
+            if self.critic is None:
+                with self.autocast():
+                    loss = self.model(x, "loss")
+                self._last_x = x
+                return loss.float(), x.shape[0], {}
+            boxes = self._object_boxes(batch, x.shape)
             with self.autocast():
-                loss = self.model(x, "loss")
+                loss = self.model(x, "loss", critic=self.critic, boxes=boxes)
             self._last_x = x
-            return loss.float(), x.shape[0], {}
+            shape = self.raw.last_shape_loss
+            return loss.float(), x.shape[0], ({"shape_loss": shape} if shape is not None else {})
         from ..diffusion.flow import flow_matching_loss_terms, random_condition_mask
 
         if "latents" in batch:
