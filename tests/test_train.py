@@ -632,3 +632,24 @@ def test_group_probability_is_checked():
     for bad in (-0.5, 2):
         with _pytest.raises(KinemaError, match="data.group_probability"):
             resolve("dit", "tiny", overrides={"data": {"group_probability": bad}})
+
+
+def test_resume_accepts_a_run_begun_before_a_config_field_existed(tmp_path):
+    """A run saved by an older kinema lacks fields added since; it ran with their defaults, so
+    resuming it with the defaults is the same run, and anything else is still refused."""
+    from kinema.train import checkpoint as ckpt
+
+    out = tmp_path / "old"
+    assert main(["train", "vae", "--preset", "smoke", "--out", str(out), "--quiet"]) == 0
+    for _, path in ckpt.list_checkpoints(out):
+        state = ckpt.read_json(path / ckpt.STATE_FILE)
+        del state["config"]["shape_loss_weight"], state["config"]["data"]["window_of_frames"]
+        (path / ckpt.STATE_FILE).write_text(json.dumps(state))
+    assert main(["train", "vae", "--preset", "smoke", "--out", str(out), "--resume", "--steps", "6", "--quiet"]) == 0
+    assert _steps(out)[-1]["step"] == 6
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"shape_loss_weight": 0.01}))
+    with pytest.raises(KinemaError, match="shape_loss_weight differs"):
+        from kinema.train.trainer import train
+
+        train(resolve("vae", "smoke", str(f), {"out": str(out), "steps": 8}), resume=True, quiet=True)

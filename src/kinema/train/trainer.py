@@ -154,6 +154,9 @@ class Trainer:
         if latest is not None:
             saved = ckpt.read_json(latest / ckpt.STATE_FILE).get("config", {})
             now, before = _flatten(self.cfg.to_dict()), _flatten(saved)
+            # a field added to the config since the run began: the run had its default (the feature off)
+            defaults = _flatten(TrainConfig().to_dict())
+            before.update({k: defaults[k] for k in now if k not in before and k in defaults})
             diff = sorted(k for k in set(now) | set(before)
                           if k not in RESUMABLE_CHANGES and now.get(k) != before.get(k))
             if diff:
