@@ -91,6 +91,7 @@ class VAETrainModule(nn.Module):
                 boxes: torch.Tensor | None = None):
         vae = self.vae
         if mode == "loss":
+            self.last_shape_loss = None
             if hasattr(vae, "loss"):
                 out = vae.loss(x, kl_weight=self.kl_weight, motion_weight=self.motion_weight,
                                edge_weight=self.edge_weight, object_weight=self.object_weight,

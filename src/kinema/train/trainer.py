@@ -266,8 +266,11 @@ class Trainer:
             self.log(f"kinema train: shape critic from {path}")
             return critic.to(self.device)
         d = cfg.data
-        buckets = [b.as_tuple()[:3] + (max(1, min(b.as_tuple()[3] if len(b.as_tuple()) > 3 else cfg.optim.batch_size, 8)),)
-                   for b in parse_buckets(d.buckets)]
+        # the run's clip shapes, at most 8 clips a batch: ground-truth crops are cheap to learn from
+        buckets = []
+        for b in parse_buckets(d.buckets):
+            w, h, t, *size = b.as_tuple()
+            buckets.append((w, h, t, min(size[0] if size else cfg.optim.batch_size, 8)))
         batches = world_batches(cfg.seed + 7, buckets, window_of_frames=d.window_of_frames or None,
                                 shape_weights=d.shape_weights or None, size_weights=d.size_weights or None)
         with torch.random.fork_rng(devices=[]):
