@@ -393,12 +393,7 @@ class Trainer:
         dev = self.device
         if self.cfg.stage == "vae":
             x = _video_on(batch["video"], dev)
-            if self.critic is None:
-                with self.autocast():
-                    loss = self.model(x, "loss")
-                self._last_x = x
-                return loss.float(), x.shape[0], {}
-            boxes = self._object_boxes(batch, x.shape)
+            boxes = self._object_boxes(batch, x.shape) if self.critic is not None else None
             with self.autocast():
                 loss = self.model(x, "loss", critic=self.critic, boxes=boxes)
             self._last_x = x
