@@ -653,3 +653,15 @@ def test_resume_accepts_a_run_begun_before_a_config_field_existed(tmp_path):
         from kinema.train.trainer import train
 
         train(resolve("vae", "smoke", str(f), {"out": str(out), "steps": 8}), resume=True, quiet=True)
+
+
+def test_weights_scope_is_checked():
+    import pytest as _pytest
+
+    from kinema.errors import KinemaError
+    from kinema.train.config import resolve
+
+    assert resolve("dit", "tiny").data.weights_scope == "all"
+    assert resolve("dit", "tiny", overrides={"data": {"weights_scope": "distinct"}}).data.weights_scope == "distinct"
+    with _pytest.raises(KinemaError, match="data.weights_scope: weights scope: unknown value 'pairs'"):
+        resolve("dit", "tiny", overrides={"data": {"weights_scope": "pairs"}})

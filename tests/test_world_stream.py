@@ -166,3 +166,36 @@ def test_group_probability_outside_zero_to_one_is_refused():
     for bad in (-0.1, 1.5, "half", True):
         with pytest.raises(SpecError, match="group probability"):
             WorldStream(seed=1, group_probability=bad)
+
+
+def test_weights_scope_distinct_weighs_only_scenes_of_different_objects():
+    import pytest
+
+    from kinema.world.sample import sample_specs
+    from kinema.world.spec import SpecError
+
+    kwargs = dict(shape_weights=[0, 0, 0, 1], size_weights=[1, 0], group_probability=0.4)
+    def key(o):
+        return (o.shape, o.color, o.size, o.motion)
+
+    specs = sample_specs(300, seed=3, weights_scope="distinct", **kwargs)
+    single = [s.objects[0] for s in specs if len(s.objects) == 1]
+    groups = [s.objects[0] for s in specs if len(s.objects) > 1
+              and all(key(o) == key(s.objects[0]) for o in s.objects)]
+    mixed = [o for s in specs if len(s.objects) > 1 and len({key(o) for o in s.objects}) > 1 for o in s.objects]
+    assert len(single) > 50 and len(groups) > 20 and len(mixed) > 50
+    assert {(o.shape, o.size) for o in mixed} == {("star", "small")}  # weighted: small stars only
+    for kept_even in (single, groups):  # what count prompts ask for keeps every shape and size
+        assert {o.shape for o in kept_even} == {"circle", "square", "triangle", "star"}
+        assert {o.size for o in kept_even} == {"small", "large"}
+    everywhere = sample_specs(100, seed=3, weights_scope="all", **kwargs)
+    assert {(o.shape, o.size) for s in everywhere for o in s.objects} == {("star", "small")}
+    assert everywhere == sample_specs(100, seed=3, **kwargs)  # "all" is the default, draw for draw
+    with pytest.raises(SpecError, match="weights scope: unknown value 'groups'"):
+        sample_specs(1, seed=3, weights_scope="groups")
+    stream = _take(WorldStream(seed=6, buckets=[(48, 32, 1)], weights_scope="distinct", **kwargs), 40)
+    objects = [it["spec"]["objects"] for it in stream]
+    distinct = [o for objs in objects if len({(o["shape"], o["color"], o["size"], o["motion"]) for o in objs}) > 1
+                for o in objs]
+    assert distinct and all(o["shape"] == "star" for o in distinct)
+    assert any(o["shape"] != "star" for objs in objects for o in objs)

@@ -12,7 +12,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..world.captions import caption
 from ..world.mirror import has_heldout_object, mirror_spec
 from ..world.render import render
-from ..world.sample import check_group_probability, sample_spec
+from ..world.sample import check_group_probability, check_weights_scope, sample_spec
 from ..world.spec import SceneSpec, SpecError
 
 
@@ -47,7 +47,8 @@ class WorldStream(IterableDataset):
                  start_index: int = 0, interleave_workers: bool = False, uint8: bool = False,
                  count_weights: Sequence[float] | None = None, size_weights: Sequence[float] | None = None,
                  relation_captions: bool = True, mirror_pairs: bool = False, group_probability: float = 0.0,
-                 shape_weights: Sequence[float] | None = None, window_of_frames: int | None = None):
+                 shape_weights: Sequence[float] | None = None, window_of_frames: int | None = None,
+                 weights_scope: str = "all"):
         super().__init__()
         if mirror_pairs and split != "train":
             raise ValueError("mirror_pairs: only the train split can be mirrored (a held-out scene's mirror "
@@ -64,6 +65,7 @@ class WorldStream(IterableDataset):
         self.size_weights = list(size_weights) if size_weights else None  # None: small and large evenly
         self.shape_weights = list(shape_weights) if shape_weights else None  # None: every shape evenly
         self.group_probability = check_group_probability(group_probability)  # scenes of one identical group
+        self.weights_scope = check_weights_scope(weights_scope)  # "distinct": weights skip single objects and groups
         self.relation_captions = relation_captions  # False: two objects are described each by itself
         self.mirror_pairs = mirror_pairs
         if window_of_frames is not None and (not isinstance(window_of_frames, int) or window_of_frames < 2):
@@ -128,7 +130,7 @@ class WorldStream(IterableDataset):
             spec = sample_spec(rng, split=self.split, width=w, height=h, fps=self.fps, num_frames=t,
                                max_objects=self.max_objects, count_weights=self.count_weights,
                                size_weights=self.size_weights, group_probability=self.group_probability,
-                               shape_weights=self.shape_weights)
+                               shape_weights=self.shape_weights, weights_scope=self.weights_scope)
             if not self.mirror_pairs:
                 return spec, None
             mirrored = mirror_spec(spec)

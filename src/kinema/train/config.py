@@ -44,6 +44,7 @@ class DataConfig:
     size_weights: list = field(default_factory=list)    # world: weight of small, large objects; [] = even
     shape_weights: list = field(default_factory=list)   # world: weight of circle, square, triangle, star; [] = even
     group_probability: float = 0.0     # world: chance a scene of 2+ objects is one identical group (counting)
+    weights_scope: str = "all"         # world: scenes the size/shape weights apply to; "distinct" = 2+ objects, not a group
     relation_captions: bool = True     # world: caption two objects by their spatial relation where it is clear
     mirror_pairs: bool = False         # world, dit: half of each batch is the other half mirrored, same noise
     window_of_frames: int = 0          # world, vae: shorter clips are windows of a scene this long (its speed); 0 = off
@@ -303,13 +304,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.data.num_workers >= 0, "data.num_workers: must be >= 0")
     need(cfg.data.fps > 0, "data.fps: must be positive")
     need(1 <= cfg.data.max_objects <= 3, "data.max_objects: must be from 1 to 3")
-    from ..world.sample import (check_group_probability, count_probabilities, shape_probabilities,
-                                size_probabilities)
+    from ..world.sample import (check_group_probability, check_weights_scope, count_probabilities,
+                                shape_probabilities, size_probabilities)
     from ..world.spec import SpecError
 
     for name, check in (("object_weights", lambda w: count_probabilities(w, cfg.data.max_objects)),
                         ("size_weights", size_probabilities), ("shape_weights", shape_probabilities),
-                        ("group_probability", check_group_probability)):
+                        ("group_probability", check_group_probability),
+                        ("weights_scope", check_weights_scope)):
         if getattr(cfg.data, name):
             try:
                 check(getattr(cfg.data, name))

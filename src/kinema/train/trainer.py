@@ -309,7 +309,7 @@ class Trainer:
                                count_weights=d.object_weights, size_weights=d.size_weights,
                                shape_weights=d.shape_weights,
                                relation_captions=d.relation_captions, mirror_pairs=d.mirror_pairs,
-                               group_probability=d.group_probability,
+                               group_probability=d.group_probability, weights_scope=d.weights_scope,
                                window_of_frames=d.window_of_frames or None)
         from ..data.folder import FolderStream
 
@@ -340,6 +340,8 @@ class Trainer:
                 key[name] = list(getattr(cfg.data, name))
         if cfg.data.group_probability:
             key["group_probability"] = cfg.data.group_probability
+        if cfg.data.weights_scope != "all":
+            key["weights_scope"] = cfg.data.weights_scope
         if not cfg.data.relation_captions:
             key["relation_captions"] = False
         if cfg.data.mirror_pairs:

@@ -82,15 +82,18 @@ def sample_spec(rng: np.random.Generator, split: str = "train", width: int = 128
                 seed: int = 0, num_objects: int | None = None,
                 count_weights: Sequence[float] | None = None,
                 size_weights: Sequence[float] | None = None, group_probability: float = 0.0,
-                shape_weights: Sequence[float] | None = None) -> SceneSpec:
+                shape_weights: Sequence[float] | None = None, weights_scope: str = "all") -> SceneSpec:
     """A random valid scene. `num_objects` fixes the count; otherwise 1–`max_objects`, drawn with
     `count_weights` (one weight per count from 1; default 45 / 35 / 20 %). `size_weights` weighs
     each of SIZES (small, large; default even), `shape_weights` each of SHAPES (default even). `group_probability` is the chance that a scene of
     two or more objects is one group of identical objects ("three small red circles"); otherwise
-    each object after the first repeats the one before with chance 0.2."""
+    each object after the first repeats the one before with chance 0.2. `weights_scope` "distinct"
+    applies the size and shape weights only to scenes of two or more objects that are not one group,
+    so single objects and groups (the scenes count prompts ask for) keep the even mix."""
     if split not in SPLITS:
         raise SpecError(f"split: unknown value {split!r}; allowed: {', '.join(SPLITS)}")
     check_group_probability(group_probability)
+    check_weights_scope(weights_scope)
     p = _count_weights(max_objects) if count_weights is None else count_probabilities(count_weights, max_objects)
     size_p = None if size_weights is None else size_probabilities(size_weights)
     shape_p = None if shape_weights is None else shape_probabilities(shape_weights)
@@ -98,15 +101,17 @@ def sample_spec(rng: np.random.Generator, split: str = "train", width: int = 128
         n = num_objects or int(rng.choice(np.arange(1, max_objects + 1), p=p))
         # drawn only when asked for, so the default mix keeps its random stream
         one_group = n > 1 and group_probability > 0 and rng.random() < group_probability
+        weighted = weights_scope == "all" or (n > 1 and not one_group)
+        scene_size_p, scene_shape_p = (size_p, shape_p) if weighted else (None, None)
         objects: list[ObjectSpec] = []
         for k in range(n):
             if k > 0 and (one_group or rng.random() < 0.2):
                 prev = objects[-1]
                 objects.append(ObjectSpec(prev.shape, prev.color, prev.size, prev.motion))
             elif split == "heldout" and k == 0:
-                objects.append(sample_heldout_object(rng, size_p, shape_p))
+                objects.append(sample_heldout_object(rng, scene_size_p, scene_shape_p))
             else:
-                objects.append(sample_object(rng, split, size_p, shape_p))
+                objects.append(sample_object(rng, split, scene_size_p, scene_shape_p))
         if split == "heldout":
             order = rng.permutation(n)
             objects = [objects[i] for i in order]
@@ -143,6 +148,17 @@ def check_group_probability(probability: float) -> float:
             or not 0.0 <= float(probability) <= 1.0:
         raise SpecError(f"group probability: must be a number from 0 to 1, got {probability!r}")
     return float(probability)
+
+
+WEIGHTS_SCOPES = ("all", "distinct")
+
+
+def check_weights_scope(scope: str) -> str:
+    """Which scenes the size and shape weights apply to; a clear error for an unknown scope."""
+    if scope not in WEIGHTS_SCOPES:
+        raise SpecError(f"weights scope: unknown value {scope!r}; allowed: {', '.join(WEIGHTS_SCOPES)} "
+                        "(distinct: only scenes of two or more objects that are not one group)")
+    return scope
 
 
 def size_probabilities(weights: Sequence[float]) -> np.ndarray:
