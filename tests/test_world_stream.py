@@ -175,6 +175,7 @@ def test_weights_scope_distinct_weighs_only_scenes_of_different_objects():
     from kinema.world.spec import SpecError
 
     kwargs = dict(shape_weights=[0, 0, 0, 1], size_weights=[1, 0], group_probability=0.4)
+
     def key(o):
         return (o.shape, o.color, o.size, o.motion)
 
