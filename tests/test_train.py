@@ -665,3 +665,5 @@ def test_weights_scope_is_checked():
     assert resolve("dit", "tiny", overrides={"data": {"weights_scope": "distinct"}}).data.weights_scope == "distinct"
     with _pytest.raises(KinemaError, match="data.weights_scope: weights scope: unknown value 'pairs'"):
         resolve("dit", "tiny", overrides={"data": {"weights_scope": "pairs"}})
+    with _pytest.raises(KinemaError, match="data.weights_scope: weights scope: unknown value ''"):
+        resolve("dit", "tiny", overrides={"data": {"weights_scope": ""}})  # empty is no scope, not the default

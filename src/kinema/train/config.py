@@ -312,7 +312,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                         ("size_weights", size_probabilities), ("shape_weights", shape_probabilities),
                         ("group_probability", check_group_probability),
                         ("weights_scope", check_weights_scope)):
-        if getattr(cfg.data, name):
+        if getattr(cfg.data, name) not in (None, []):  # an empty list is the default mix; all else is checked
             try:
                 check(getattr(cfg.data, name))
             except SpecError as exc:
