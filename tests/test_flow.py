@@ -453,3 +453,31 @@ def test_flow_matching_loss_object_weight_adds_the_error_over_foreground_positio
     # without a foreground function, or at weight 0, the loss is the plain flow loss
     assert flow_matching_loss(model, x0, states, mask, cond_mask=cond, timesteps=t, noise=noise,
                               foreground_fn=foreground, object_weight=0.0).item() == base.item()
+
+
+def test_flow_matching_loss_object_balance_lets_a_small_object_count_as_much_as_a_large_one():
+    x0 = torch.zeros(1, 2, 1, 16, 16)
+    x0[:, 0, :, 1:7, 1:7] = 2.0  # a large object, 36 cells
+    x0[:, 0, :, 11:13, 11:13] = 2.0  # a small one, 4 cells
+    noise = torch.zeros_like(x0)
+    states, mask = torch.randn(1, 3, 8), torch.ones(1, 3, dtype=torch.bool)
+    t = torch.tensor([0.5])
+
+    class ErrOnSmall(torch.nn.Module):  # predicts the target exactly except on the small object
+        def forward(self, x, tt, s, m):
+            pred = noise - x0
+            pred[:, :, :, 11:13, 11:13] += 1.0
+            return pred
+
+    def foreground(z):
+        return z[:, 0] > 1.0
+
+    def object_term(balance: bool) -> float:
+        return flow_matching_loss_terms(ErrOnSmall(), x0, states, mask, timesteps=t, noise=noise,
+                                        foreground_fn=foreground, object_weight=1.0,
+                                        object_balance=balance).object.item()
+
+    plain, balanced = object_term(False), object_term(True)
+    assert plain == pytest.approx(4 / 40)  # the small object's share of the object cells
+    assert balanced > 2.5 * plain  # its few cells now weigh about as much as the large object's many
+    assert balanced < 0.75

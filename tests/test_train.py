@@ -515,6 +515,10 @@ def test_dit_object_loss_charges_more_on_the_same_draws_and_needs_world_data(tmp
     assert weighted["flow_loss"] == pytest.approx(plain["loss"], rel=1e-6)
     assert weighted["object_loss"] > 0
     assert weighted["loss"] == pytest.approx(weighted["flow_loss"] + weighted["object_loss"], rel=1e-6)
+    # balanced: the same flow term and draws, the object positions weighed otherwise
+    balanced = first_loss("balanced", object_loss_weight=1.0, object_loss_balance=True)
+    assert balanced["flow_loss"] == pytest.approx(plain["loss"], rel=1e-6)
+    assert balanced["object_loss"] > 0 and balanced["object_loss"] != pytest.approx(weighted["object_loss"], rel=1e-4)
     cfg = tmp_path / "folder.json"
     cfg.write_text(json.dumps({"object_loss_weight": 1.0, "data": {"source": str(tmp_path)}}))
     assert main(["train", "dit", "--preset", "smoke", "--config", str(cfg), "--vae", vae,

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from kinema.errors import KinemaError
-from kinema.models.vae import CausalVideoVAE, VAEConfig, area_balanced_weights, foreground_mask
+from kinema.models.vae import CausalVideoVAE, VAEConfig, foreground_mask
+from kinema.object_weights import area_balanced_weights
 
 
 def tiny_config(**kw) -> VAEConfig:

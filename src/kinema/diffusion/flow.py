@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import torch
 
+from ..object_weights import area_balanced_weights
+
 __all__ = [
     "add_noise",
     "time_shift",
@@ -181,7 +183,8 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
                              object_weight: float = 0.0, timestep_shift: float | None = None,
                              grounding_fn=None, grounding_weight: float = 0.0,
                              paired: bool = False, pair_weight: float = 0.0,
-                             layout: torch.Tensor | None = None) -> FlowLossTerms:
+                             layout: torch.Tensor | None = None,
+                             object_balance: bool = False) -> FlowLossTerms:
     """Rectified-flow loss for latents x0 [B, C, T, H, W], with its terms apart for logging.
 
     Each sample draws one t (logit-normal, shifted by `timestep_shift` or else for its token count)
@@ -195,6 +198,9 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
     are, and the loss adds object_weight * the same error averaged over the positions that are
     foreground in x0 or in the clean latents the prediction implies (x_t - t * pred): objects are
     a few percent of a frame, so a whole-frame mean barely charges for a misdrawn or spurious one.
+    With `object_balance` those positions are weighed so that each object counts about the same
+    whatever its size (`area_balanced_weights`): a plain mean weighs a large object's cells about
+    four times a small one's, and it is the small ones whose shapes come out wrong.
 
     With `grounding_weight` > 0, `grounding_fn(maps) -> scalar` is given the model's
     cross-attention probabilities of this same forward (per block, [B, heads, N, L]) and the loss
@@ -262,6 +268,7 @@ def flow_matching_loss_terms(model, x0: torch.Tensor, text_states: torch.Tensor,
     with torch.no_grad():
         implied_x0 = x_t.float() - tt.float()[:, None, :, None, None] * pred.float()
         fg = foreground_fn(x0.float()) | foreground_fn(implied_x0)
-        fg_weight = weight[:, 0] * fg.to(err.dtype)  # [B, T, H, W], generated frames only
+        fg_map = area_balanced_weights(fg) if object_balance else fg.to(err.dtype)
+        fg_weight = weight[:, 0] * fg_map.to(err.dtype)  # [B, T, H, W], generated frames only
     fg_err = (err * fg_weight[:, None]).sum() / (fg_weight.sum() * c).clamp_min(1.0)
     return FlowLossTerms(total + object_weight * fg_err, loss, fg_err, ground, pair)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import KinemaError
+from ..object_weights import area_balanced_weights
 
 
 class ConfigError(KinemaError, ValueError):
@@ -349,19 +350,6 @@ def foreground_mask(x: Tensor, threshold: float = 0.1) -> Tensor:
     ghosts, which a whole-frame mean barely charges for."""
     median = x.flatten(3).median(dim=3).values[..., None, None]
     return (x - median).abs().amax(dim=1) > threshold
-
-
-def area_balanced_weights(mask: Tensor) -> Tensor:
-    """[B, T, H, W] float weights for `mask`'s pixels such that every object counts about the same,
-    whatever its size: each marked pixel is weighted by 1 / the share of marked pixels in a window
-    about as wide as the world's large objects (0.3 of the shorter side). A pooled mean over
-    foreground pixels would otherwise weigh a large object 4x a small one, and it is the small
-    ones whose shapes come back as blobs."""
-    B, T, H, W = mask.shape
-    k = max(3, int(round(0.3 * min(H, W))) | 1)
-    m = mask.float().reshape(B * T, 1, H, W)
-    density = F.avg_pool2d(m, k, stride=1, padding=k // 2, count_include_pad=False)
-    return (m / density.clamp(min=1.0 / (k * k))).reshape(B, T, H, W)
 
 
 class CausalVideoVAE(nn.Module):

@@ -83,7 +83,7 @@ class TrainConfig:
     object_loss_weight: float = 0.0    # vae: + this * (MSE + L1) averaged over foreground pixels (objects, ghosts);
                                        # dit (world data): + this * the flow loss averaged over latent positions
                                        # that hold an object, in the clip or in the prediction
-    object_loss_balance: bool = False  # vae: weigh the object term so a small object counts as much as a large one
+    object_loss_balance: bool = False  # vae, dit: weigh the object term so a small object counts as much as a large one
     shape_loss_weight: float = 0.0     # vae, world: + this * a frozen shape critic's cross-entropy on object crops
     shape_critic_steps: int = 400      # vae: steps to train that critic on ground-truth crops before the run
     vae_trainable: str = "all"         # "all" | "decoder": keep the encoder (and latent statistics) of
@@ -345,9 +345,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.stage != "dit" or cfg.object_loss_weight == 0 or cfg.data.source == "world",
          "object_loss_weight: the transformer's object loss finds objects against the world's flat "
          "backgrounds, so it needs data.source \"world\"; set it to 0 for a folder of clips")
-    need(not cfg.object_loss_balance or (cfg.stage == "vae" and cfg.object_loss_weight > 0),
-         "object_loss_balance: it weighs the autoencoder's object term, so it needs stage \"vae\" "
-         "and object_loss_weight > 0")
+    need(not cfg.object_loss_balance or cfg.object_loss_weight > 0,
+         "object_loss_balance: it weighs the object term, so it needs object_loss_weight > 0")
     need(math.isfinite(cfg.shape_loss_weight) and cfg.shape_loss_weight >= 0, "shape_loss_weight: must be a finite number >= 0")
     need(cfg.shape_loss_weight == 0 or (cfg.stage == "vae" and cfg.data.source == "world"),
          "shape_loss_weight: the shape critic reads each object where the scene's spec puts it, so it needs "

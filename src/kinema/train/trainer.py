@@ -445,6 +445,7 @@ class Trainer:
                                              paired=pairs,
                                              target_fn=target_fn, foreground_fn=self.foreground,
                                              object_weight=self.cfg.object_loss_weight,
+                                             object_balance=self.cfg.object_loss_balance,
                                              timestep_shift=self.cfg.timestep_shift or None,
                                              grounding_fn=grounding_fn,
                                              grounding_weight=self.cfg.grounding_loss_weight,
