@@ -212,7 +212,8 @@ def test_bf16_decode_stays_close_to_fp32(pipe, monkeypatch):
 
 
 def test_denoise_precision_settings():
-    from kinema.pipeline import cpu_has_amx, denoise_dtype
+    from kinema.cpu_features import cpu_has_amx
+    from kinema.pipeline import denoise_dtype
 
     cpu = torch.device("cpu")
     assert denoise_dtype("fp32", cpu) == torch.float32 and denoise_dtype("bf16", cpu) == torch.bfloat16
@@ -416,7 +417,7 @@ def test_shift_reaches_the_sampler_and_the_metadata(pipe, monkeypatch):
     assert not np.array_equal(auto.frames, shifted.frames)  # same seed, another schedule
     batch = pipe.generate_batch([PROMPT], seeds=[0], num_frames=5, shift=6.0)
     assert used[-1] == 6.0 and batch[0].metadata["shift"] == 6.0
-    from kinema.pipeline import cpu_has_amx
+    from kinema.cpu_features import cpu_has_amx
 
     assert pipe.resolve_sampling(shift=6.0) == {"steps": 2, "guidance": 5.0, "sampler": "euler", "shift": 6.0,
                                                 "precision": "bf16" if cpu_has_amx() else "fp32"}

@@ -671,3 +671,23 @@ def test_weights_scope_is_checked():
         resolve("dit", "tiny", overrides={"data": {"weights_scope": "pairs"}})
     with _pytest.raises(KinemaError, match="data.weights_scope: weights scope: unknown value ''"):
         resolve("dit", "tiny", overrides={"data": {"weights_scope": ""}})  # empty is no scope, not the default
+
+
+def test_bf16_training_is_refused_on_a_cpu_that_only_emulates_it(tmp_path, capsys, monkeypatch):
+    from kinema.train.trainer import Trainer
+
+    cfg = tmp_path / "bf16.json"
+    cfg.write_text(json.dumps({"steps": 1, "precision": "bf16"}))
+    monkeypatch.setattr("kinema.train.trainer.cpu_has_native_bf16", lambda: False)
+    out = tmp_path / "o"
+    assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "precision" in err and "native bf16" in err and '"fp32"' in err
+    assert not (out / "checkpoints").exists()
+    # where the CPU has it, the same config trains under bf16 autocast; fp32 and auto never ask
+    monkeypatch.setattr("kinema.train.trainer.cpu_has_native_bf16", lambda: True)
+    assert Trainer(resolve("vae", "smoke", str(cfg), {"out": str(out)}), quiet=True).amp_dtype == torch.bfloat16
+    monkeypatch.setattr("kinema.train.trainer.cpu_has_native_bf16", lambda: False)
+    for precision in ("fp32", "auto"):
+        cfg.write_text(json.dumps({"steps": 1, "precision": precision}))
+        assert Trainer(resolve("vae", "smoke", str(cfg), {"out": str(out)}), quiet=True).amp_dtype is None

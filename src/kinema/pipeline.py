@@ -46,6 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cpu_features import cpu_has_amx, cpu_has_native_bf16
 from .diffusion.flow import num_tokens_for, shift_for_tokens
 from .diffusion.sampling import SAMPLERS, check_guidance_interval, edit_schedule, sample
 from .errors import KinemaError
@@ -1239,8 +1240,8 @@ def bf16_autocast(device: torch.device, dtype: torch.dtype):
 def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The decoder's compute dtype for a `decode_precision` setting: "fp32", "bf16", or "auto"
     (bf16 on a CPU whose oneDNN has native bf16, e.g. AVX512-BF16 or AMX; fp32 elsewhere)."""
-    return _precision_dtype("decode_precision", precision, lambda: device.type == "cpu"
-                            and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return _precision_dtype("decode_precision", precision,
+                            lambda: device.type == "cpu" and cpu_has_native_bf16())
 
 
 def denoise_dtype(precision: str, device: torch.device) -> torch.dtype:
@@ -1249,14 +1250,6 @@ def denoise_dtype(precision: str, device: torch.device) -> torch.dtype:
     faster than fp32 (benchmarks/generate.py: denoising 1.9x faster end to end), fp32 elsewhere
     (on AVX512-BF16 without AMX, bf16 autocast measured no faster than our fp32 path)."""
     return _precision_dtype("denoise_precision", precision, lambda: device.type == "cpu" and cpu_has_amx())
-
-
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles that torch can use (False where torch cannot tell)."""
-    try:
-        return bool(torch._C._cpu._init_amx())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def _load_text_encoder(root: Path, cfg: dict):

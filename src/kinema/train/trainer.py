@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..cpu_features import cpu_has_native_bf16
 from ..errors import KinemaError
 from . import checkpoint as ckpt
 from . import components as comp
@@ -114,6 +115,10 @@ class Trainer:
         self.amp_dtype = None
         if cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda"):
             self.amp_dtype = torch.bfloat16
+        if self.amp_dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_native_bf16():
+            raise KinemaError("precision: bf16 on this CPU has no native bf16 (no AVX512-BF16 or AMX), so torch "
+                              "emulates it, hundreds of times slower than fp32; set \"precision\": \"fp32\" "
+                              "(or \"auto\")")
         self.step = 0
         self.position = 0  # batches this process has consumed
         self.elapsed_before = 0.0
