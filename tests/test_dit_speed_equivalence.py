@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import kinema.models.dit as dit
+from kinema.cpu_features import cpu_has_native_bf16
 from kinema.diffusion.sampling import sample
 from kinema.models.dit import DiTConfig, VideoDiT
 
@@ -202,6 +203,28 @@ def run_bf16(model, *args, fast: bool):
         return run(model, *args, fast=fast)
 
 
+# oneDNN builds no bf16 matmul on a CPU without native bf16 (AVX2 only), so there the fast path
+# steps aside under bf16 autocast (test below) and these tests of its bf16 arithmetic cannot run
+needs_native_bf16 = pytest.mark.skipif(not cpu_has_native_bf16(),
+                                       reason="the bf16 fast path runs only on a CPU with AVX512-BF16 or AMX")
+
+
+def test_bf16_autocast_takes_the_reference_path_without_native_bf16(monkeypatch):
+    monkeypatch.setattr(dit, "cpu_has_native_bf16", lambda: False)
+    model = tiny()
+    x, ts, s, m = inputs(2, 3, 4, 6)
+    calls = []
+    real = VideoDiT._forward_fast_in
+    monkeypatch.setattr(VideoDiT, "_forward_fast_in", lambda self, *a: calls.append(a[4]) or real(self, *a))
+    out = run_bf16(model, x, ts, s, m, fast=True)
+    assert calls == []  # no oneDNN bf16 matmul asked for: the reference path, under autocast
+    assert torch.equal(out, run_bf16(model, x, ts, s, m, fast=False))
+    assert 0 < rel_err(out, run(model, x, ts, s, m, fast=False)) < 0.02
+    run(model, x, ts, s, m, fast=True)  # float32 still takes the fast path
+    assert calls == [torch.float32]
+
+
+@needs_native_bf16
 @pytest.mark.parametrize("kw", [{}, {"qk_norm": False}, {"frame_position": True, "cross_position": True},
                                 {"text_refiner": 1}])
 def test_bf16_fast_path_is_close_to_float32(kw, monkeypatch):
@@ -263,6 +286,7 @@ def test_onednn_probe_under_autocast():
     assert dit._ONEDNN_OK is True
 
 
+@needs_native_bf16
 def test_bf16_per_head_attention_agrees_with_fused(monkeypatch):
     """bf16 self-attention goes through the fused kernel by default (SDPA_MIN_TOKENS_BF16 = 0);
     the per-head matmuls, above the threshold, give the same answer to bf16 rounding."""

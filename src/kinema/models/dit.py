@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..cpu_features import cpu_has_native_bf16
 from .vae import ConfigError, check_config_keys
 
 
@@ -819,6 +820,10 @@ class VideoDiT(nn.Module):
             and self.x_embedder.weight.dtype == torch.float32
             and self.x_embedder.weight.device.type == "cpu"
             and _onednn_available()
+            # oneDNN has no bf16 matmul where the CPU lacks native bf16 (it refuses to build one);
+            # autocast's reference path still runs there, emulated
+            and (not torch.is_autocast_enabled("cpu") or torch.get_autocast_dtype("cpu") != torch.bfloat16
+                 or cpu_has_native_bf16())
         )
 
     def _frame_place(self, hp: int, wp: int, device, dtype) -> Tensor | None:
