@@ -1,6 +1,7 @@
-"""Where the CPU fast path's self-attention should switch from one oneDNN matmul pair per head to
-torch's fused scaled_dot_product_attention (kinema.models.dit.SDPA_MIN_TOKENS): one forward of the
-shipped transformer (batch 2, as with guidance) at several clip sizes, both ways, interleaved.
+"""Where the CPU fast path's self-attention should switch from one matmul pair per head to
+torch's fused scaled_dot_product_attention (kinema.models.dit.SDPA_MIN_TOKENS with oneDNN's
+matmuls, on an AVX-512 CPU; SDPA_MIN_TOKENS_TORCH_MATMULS with torch's, elsewhere): one forward of
+the shipped transformer (batch 2, as with guidance) at several clip sizes, both ways, interleaved.
 `--dtype bfloat16` measures the same under CPU bf16 autocast, where the fast path's matmuls run in
 bf16 and the threshold is SDPA_MIN_TOKENS_BF16.
 
@@ -31,7 +32,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     args = ap.parse_args()
     bf16 = args.dtype == "bfloat16"
-    knob = "SDPA_MIN_TOKENS_BF16" if bf16 else "SDPA_MIN_TOKENS"
+    knob = ("SDPA_MIN_TOKENS_BF16" if bf16 else
+            "SDPA_MIN_TOKENS" if dit._onednn_matmuls() else "SDPA_MIN_TOKENS_TORCH_MATMULS")
     if args.threads:
         torch.set_num_threads(args.threads)
     model = _load_component(DEFAULT_MODEL_DIR, "transformer", DiTConfig, VideoDiT).eval()

@@ -49,7 +49,10 @@ def run(model, *args, fast: bool):
                                  {"patch_size": (2, 2, 2), "in_channels": 4}, {"frame_position": True},
                                  {"cross_position": True}, {"text_refiner": 2}])
 @pytest.mark.parametrize("B,grid", [(1, (1, 2, 2)), (2, (3, 4, 6)), (3, (2, 8, 2))])
-def test_fast_path_equals_reference(kw, B, grid):
+@pytest.mark.parametrize("matmuls", ["onednn", "torch"])
+def test_fast_path_equals_reference(kw, B, grid, matmuls, monkeypatch):
+    monkeypatch.setattr(dit, "MATMULS", matmuls)
+    assert dit._onednn_matmuls() == (matmuls == "onednn")
     model = tiny(**kw)
     t = grid[0] * (2 if kw.get("patch_size", (1,))[0] == 2 else 1)
     x, ts, s, m = inputs(B, t, grid[1], grid[2])
@@ -175,16 +178,35 @@ def test_shipped_model_fast_equals_reference():
     assert (out - ref).abs().max().item() < 1e-4
 
 
+def test_matmul_library_follows_the_cpu(monkeypatch):
+    """"auto": oneDNN where the CPU has AVX-512, torch's matmuls elsewhere; a bad setting is named."""
+    monkeypatch.setattr(dit, "MATMULS", "auto")
+    for avx512 in (True, False):
+        monkeypatch.setattr(dit, "_cpu_has_avx512", lambda avx512=avx512: avx512)
+        assert dit._onednn_matmuls() == avx512
+        assert dit._sdpa_min_tokens(torch.float32) == (dit.SDPA_MIN_TOKENS if avx512
+                                                       else dit.SDPA_MIN_TOKENS_TORCH_MATMULS)
+        assert dit._sdpa_min_tokens(torch.bfloat16) == dit.SDPA_MIN_TOKENS_BF16
+    monkeypatch.setattr(dit, "MATMULS", "blas")
+    with pytest.raises(ValueError, match="KINEMA_DIT_MATMULS"):
+        dit._onednn_matmuls()
+
+
 @pytest.mark.parametrize("kw", [{}, {"qk_norm": False}])
-def test_long_sequence_attention_path_equals_reference(kw, monkeypatch):
+@pytest.mark.parametrize("matmuls", ["onednn", "torch"])
+def test_long_sequence_attention_path_equals_reference(kw, matmuls, monkeypatch):
     """From SDPA_MIN_TOKENS tokens on, self-attention goes through scaled_dot_product_attention;
     lowering the threshold runs that branch on a small grid, which must give the same answer."""
+    monkeypatch.setattr(dit, "MATMULS", matmuls)
+    monkeypatch.setattr(dit, "SDPA_MIN_TOKENS", 10**9)
+    monkeypatch.setattr(dit, "SDPA_MIN_TOKENS_TORCH_MATMULS", 10**9)
     model = tiny(**kw)
     x, ts, s, m = inputs(2, 3, 4, 6)
     ref = run(model, x, ts, s, m, fast=False)
     model._text_cache = None
     per_head = run(model, x, ts, s, m, fast=True)
     monkeypatch.setattr(dit, "SDPA_MIN_TOKENS", 1)
+    monkeypatch.setattr(dit, "SDPA_MIN_TOKENS_TORCH_MATMULS", 1)
     model._text_cache = None
     fused = run(model, x, ts, s, m, fast=True)
     assert (fused - ref).abs().max().item() < 1e-5
@@ -298,3 +320,11 @@ def test_bf16_per_head_attention_agrees_with_fused(monkeypatch):
     per_head = run_bf16(model, x, ts, s, m, fast=True)
     assert rel_err(per_head, ref) < 0.02 and rel_err(fused, ref) < 0.02
     assert 0 < rel_err(per_head, fused) < 0.02
+
+
+def test_sigmoid_form_of_tanh_gelu_equals_torchs():
+    y = torch.cat([torch.linspace(-12, 12, 20001), torch.tensor([-1e20, -1e6, -30.0, 0.0, 30.0, 1e6, 1e20])])
+    ref = torch.nn.functional.gelu(y, approximate="tanh")
+    out = dit._gelu_tanh_(y.clone())
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out, ref, rtol=1e-6, atol=1e-6)

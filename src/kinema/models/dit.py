@@ -15,9 +15,10 @@ tokens, and `cross_position` (off by default) to every block's cross-attention q
 `text_refiner` (0 by default) adds self-attention layers over the projected text tokens.
 
 Inference fast path (CPU, float32, autograd off): the same arithmetic on the same parameters, with
-the linear layers and attention matmuls run by oneDNN (`torch.ops.mkldnn._linear_pointwise`,
-which uses the CPU's AVX-512 kernels where the default BLAS may not), the tanh-GELU fused into the
-first MLP matmul, the attention scale and q-norm weight folded into the keys, and everything that
+the linear layers and attention matmuls run by oneDNN on a CPU with AVX-512
+(`torch.ops.mkldnn._linear_pointwise`, which uses its AVX-512 kernels where the default BLAS may
+not, with the tanh-GELU fused into the first MLP matmul) and by torch's own (MKL) on other CPUs
+(`KINEMA_DIT_MATMULS` = onednn | torch overrides), the attention scale and q-norm weight folded into the keys, and everything that
 depends only on the text (its projection, pooled embedding, and every block's cross-attention keys
 and values with the output projection folded in) computed once and reused while the same text
 tensors are passed again (e.g. across sampling steps). Outputs equal the reference path to float
@@ -30,6 +31,7 @@ and modulation in float32: about half the time on a CPU with AMX, within 1% of f
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -385,12 +387,19 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
 # ----- inference fast path (oneDNN matmuls, cached text) ------------------------------------------
 
 FAST_INFERENCE = os.environ.get("KINEMA_DIT_FAST", "1").strip().lower() not in ("0", "false", "no", "off")
+# Which library runs the fast path's matmuls: "onednn" (torch.ops.mkldnn._linear_pointwise, GELU
+# fused), "torch" (F.linear, i.e. MKL on x86), or "auto": oneDNN on a CPU with AVX-512, where it
+# was measured to beat MKL, and torch's elsewhere (on an AVX2-only EPYC oneDNN's fused GELU and
+# small matmuls were the slower: benchmarks/results/cpu_vs_diffusers_avx2.txt).
+MATMULS = os.environ.get("KINEMA_DIT_MATMULS", "auto").strip().lower()
 _ONEDNN_OK: bool | None = None
 # tokens a sample from which self-attention runs through scaled_dot_product_attention instead of
-# one oneDNN matmul pair per head (benchmarks/attention_crossover.py measured the crossover); with
-# bf16 matmuls the fused kernel was the faster at every size measured, so it is always used
+# one matmul pair per head (benchmarks/attention_crossover.py measured the crossover): 1,024 with
+# oneDNN's float32 matmuls on AVX-512; with bf16 matmuls, or torch's float32 ones on an AVX2 CPU,
+# the fused kernel was the faster at every size measured, so it is always used
 SDPA_MIN_TOKENS = 1024
 SDPA_MIN_TOKENS_BF16 = 0
+SDPA_MIN_TOKENS_TORCH_MATMULS = 0
 
 
 def _onednn_available() -> bool:
@@ -419,8 +428,45 @@ def _onednn_available() -> bool:
     return _ONEDNN_OK
 
 
+def _onednn_matmuls() -> bool:
+    """Whether the fast path's matmuls go to oneDNN (`MATMULS`, "auto" by the CPU's vector width)."""
+    if MATMULS not in ("auto", "onednn", "torch"):
+        raise ValueError(f"KINEMA_DIT_MATMULS must be auto, onednn or torch, got {MATMULS!r}")
+    if MATMULS == "torch":
+        return False
+    if MATMULS == "auto" and not _cpu_has_avx512():
+        return False
+    return _onednn_available()
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_has_avx512() -> bool:
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
+def _sdpa_min_tokens(dtype: torch.dtype) -> int:
+    if dtype == torch.bfloat16:
+        return SDPA_MIN_TOKENS_BF16
+    return SDPA_MIN_TOKENS if _onednn_matmuls() else SDPA_MIN_TOKENS_TORCH_MATMULS
+
+
+_GELU_K = 2.0 * math.sqrt(2.0 / math.pi)
+
+
+def _gelu_tanh_(y: Tensor) -> Tensor:
+    """F.gelu(y, approximate="tanh"), overwriting y: 0.5 y (1 + tanh(z)) = y sigmoid(2z), the
+    same function to float rounding, and on an AVX2 CPU about 1.7x faster than torch's tanh-GELU
+    kernel (sigmoid's vector code is much faster than tanh's there)."""
+    s = y * y
+    s.mul_(0.044715 * _GELU_K).add_(_GELU_K).mul_(y)  # 2z = K (y + 0.044715 y^3)
+    return y.mul_(s.sigmoid_())
+
+
 def _lin(x: Tensor, weight: Tensor, bias: Tensor | None = None, gelu: bool = False) -> Tensor:
-    """x @ weight.T + bias (then tanh-GELU) by oneDNN; any leading shape."""
+    """x @ weight.T + bias (then tanh-GELU), by oneDNN or torch (`MATMULS`); any leading shape."""
+    if not _onednn_matmuls():
+        y = F.linear(x, weight, bias)
+        return _gelu_tanh_(y) if gelu else y
     if gelu:
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "tanh")
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
@@ -489,7 +535,7 @@ def _self_attention_fast(attn: "SelfAttention", x: Tensor, cis: Tensor, W: _Matm
     rot = torch.empty((2, B, H, N, d // 2), dtype=xc.dtype, device=x.device)
     torch.mul(xc, cis, out=rot)
     q, k = torch.view_as_real(rot).view(2, B, H, N, d).to(W.dtype).unbind(0)
-    if N >= (SDPA_MIN_TOKENS_BF16 if W.dtype == torch.bfloat16 else SDPA_MIN_TOKENS):
+    if N >= _sdpa_min_tokens(W.dtype):
         # long sequences: the [N, N] score matrix of the loop below outgrows the caches; torch's
         # fused CPU attention works in tiles instead (q already carries the softmax scale)
         o = F.scaled_dot_product_attention(q, k, qkv[:, :, 2].transpose(1, 2), scale=1.0)
@@ -819,7 +865,6 @@ class VideoDiT(nn.Module):
             and x.device.type == "cpu"
             and self.x_embedder.weight.dtype == torch.float32
             and self.x_embedder.weight.device.type == "cpu"
-            and _onednn_available()
             # oneDNN has no bf16 matmul where the CPU lacks native bf16 (it refuses to build one);
             # autocast's reference path still runs there, emulated
             and (not torch.is_autocast_enabled("cpu") or torch.get_autocast_dtype("cpu") != torch.bfloat16
