@@ -188,6 +188,26 @@ def test_loading_skips_random_init_and_restores_it(saved, loaded):
     assert all_finite(torch.tensor([], dtype=torch.float16))
 
 
+def test_bf16_on_a_cpu_that_only_emulates_it_warns(monkeypatch):
+    import warnings
+
+    from kinema.pipeline import decode_dtype, denoise_dtype
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr("kinema.pipeline.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("kinema.pipeline.cpu_has_amx", lambda: False)
+    for pick, setting in ((decode_dtype, "decode_precision"), (denoise_dtype, "denoise_precision")):
+        with pytest.warns(RuntimeWarning, match=f"{setting} bf16: this CPU has no native bf16"):
+            assert pick("bf16", cpu) == torch.bfloat16
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert pick("auto", cpu) == torch.float32 and pick("fp32", cpu) == torch.float32
+    monkeypatch.setattr("kinema.pipeline.cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert decode_dtype("bf16", cpu) == torch.bfloat16 == denoise_dtype("bf16", cpu)
+
+
 def test_decode_precision_settings():
     from kinema.pipeline import decode_dtype
 

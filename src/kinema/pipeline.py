@@ -39,6 +39,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -1220,12 +1221,18 @@ def _load_component(root: Path, comp: str, config_cls, model_cls):
     return model
 
 
-def _precision_dtype(setting: str, precision: str, auto_bf16: Callable[[], bool]) -> torch.dtype:
+def _precision_dtype(setting: str, precision: str, device: torch.device,
+                     auto_bf16: Callable[[], bool]) -> torch.dtype:
     """A precision setting ("fp32", "bf16" or "auto") as a dtype; "auto" is bf16 where `auto_bf16()`
-    says so. A KinemaError naming `setting` for any other value."""
+    says so. A KinemaError naming `setting` for any other value; a warning for "bf16" on a CPU that
+    can only emulate it."""
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":
+        if device.type == "cpu" and not cpu_has_native_bf16():
+            warnings.warn(f"{setting} bf16: this CPU has no native bf16 (no AVX512-BF16 or AMX), so torch "
+                          "emulates it, hundreds of times slower than fp32; use 'auto' or 'fp32'",
+                          RuntimeWarning, stacklevel=3)
         return torch.bfloat16
     if precision != "auto":
         raise KinemaError(f"{setting} must be 'auto', 'fp32' or 'bf16', got {precision!r}")
@@ -1240,7 +1247,7 @@ def bf16_autocast(device: torch.device, dtype: torch.dtype):
 def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The decoder's compute dtype for a `decode_precision` setting: "fp32", "bf16", or "auto"
     (bf16 on a CPU whose oneDNN has native bf16, e.g. AVX512-BF16 or AMX; fp32 elsewhere)."""
-    return _precision_dtype("decode_precision", precision,
+    return _precision_dtype("decode_precision", precision, device,
                             lambda: device.type == "cpu" and cpu_has_native_bf16())
 
 
@@ -1249,7 +1256,8 @@ def denoise_dtype(precision: str, device: torch.device) -> torch.dtype:
     "bf16" (autocast), or "auto": bf16 on a CPU with AMX, where its matmuls run several times
     faster than fp32 (benchmarks/generate.py: denoising 1.9x faster end to end), fp32 elsewhere
     (on AVX512-BF16 without AMX, bf16 autocast measured no faster than our fp32 path)."""
-    return _precision_dtype("denoise_precision", precision, lambda: device.type == "cpu" and cpu_has_amx())
+    return _precision_dtype("denoise_precision", precision, device,
+                            lambda: device.type == "cpu" and cpu_has_amx())
 
 
 def _load_text_encoder(root: Path, cfg: dict):
