@@ -390,7 +390,7 @@ FAST_INFERENCE = os.environ.get("KINEMA_DIT_FAST", "1").strip().lower() not in (
 # Which library runs the fast path's matmuls: "onednn" (torch.ops.mkldnn._linear_pointwise, GELU
 # fused), "torch" (F.linear, i.e. MKL on x86), or "auto": oneDNN on a CPU with AVX-512, where it
 # was measured to beat MKL, and torch's elsewhere (on an AVX2-only EPYC oneDNN's fused GELU and
-# small matmuls were the slower: benchmarks/results/cpu_vs_diffusers_avx2.txt).
+# small matmuls were the slower: benchmarks/results/cpu_vs_diffusers_avx2_epyc_before.txt).
 MATMULS = os.environ.get("KINEMA_DIT_MATMULS", "auto").strip().lower()
 _ONEDNN_OK: bool | None = None
 # tokens a sample from which self-attention runs through scaled_dot_product_attention instead of
