@@ -1,8 +1,9 @@
 """What this CPU can do fast, as the precision choices need it.
 
 bf16 is only worth asking for where oneDNN has native bf16 instructions (AVX512-BF16 or AMX);
-elsewhere (AVX2 laptops and servers) torch emulates it, several hundred times slower than fp32
-(`benchmarks/peak.py` on an AVX2 EPYC: 118 GFLOP/s fp32, 0.27 GFLOP/s bf16 for a 2048² matmul).
+elsewhere (AVX2 laptops and servers) torch emulates it, about a hundred times slower than fp32 or
+worse (an AVX2 EPYC, `benchmarks/peak.py`: 97–120 GFLOP/s fp32; bf16 1.2 GFLOP/s on a 256³ matmul,
+0.27 on a 2048³ one).
 """
 
 from __future__ import annotations

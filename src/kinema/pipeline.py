@@ -1231,7 +1231,7 @@ def _precision_dtype(setting: str, precision: str, device: torch.device,
     if precision == "bf16":
         if device.type == "cpu" and not cpu_has_native_bf16():
             warnings.warn(f"{setting} bf16: this CPU has no native bf16 (no AVX512-BF16 or AMX), so torch "
-                          "emulates it, hundreds of times slower than fp32; use 'auto' or 'fp32'",
+                          "emulates it, about a hundred times slower than fp32 or worse; use 'auto' or 'fp32'",
                           RuntimeWarning, stacklevel=3)
         return torch.bfloat16
     if precision != "auto":

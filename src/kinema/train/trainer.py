@@ -117,7 +117,7 @@ class Trainer:
             self.amp_dtype = torch.bfloat16
         if self.amp_dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_native_bf16():
             raise KinemaError("precision: bf16 on this CPU has no native bf16 (no AVX512-BF16 or AMX), so torch "
-                              "emulates it, hundreds of times slower than fp32; set \"precision\": \"fp32\" "
+                              "emulates it, about a hundred times slower than fp32 or worse; set \"precision\": \"fp32\" "
                               "(or \"auto\")")
         self.step = 0
         self.position = 0  # batches this process has consumed
