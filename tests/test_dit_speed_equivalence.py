@@ -1,4 +1,4 @@
-"""The VideoDiT inference fast path (oneDNN matmuls, cached text tensors) equals the reference path.
+"""The VideoDiT inference fast path (oneDNN or torch matmuls, cached text tensors) equals the reference path.
 
 The reference path is the plain PyTorch code used for training (autograd on) or with
 kinema.models.dit.FAST_INFERENCE off; the fast path runs under no_grad on CPU in float32.
@@ -14,7 +14,9 @@ from kinema.models.dit import DiTConfig, VideoDiT
 
 import test_dit as dit_test_helpers  # the transformer tests' random weights and inputs
 
-pytestmark = pytest.mark.skipif(not dit._onednn_available(), reason="this torch build has no oneDNN linear op")
+# the fast path runs on torch's matmuls anywhere; these need oneDNN's (x86-64 builds)
+needs_onednn = pytest.mark.skipif(not dit._onednn_available(), reason="this torch build has no oneDNN linear op")
+MATMUL_LIBRARIES = [pytest.param("onednn", marks=needs_onednn), "torch"]
 
 
 def perturbed(model: VideoDiT, seed: int = 0) -> VideoDiT:
@@ -49,7 +51,7 @@ def run(model, *args, fast: bool):
                                  {"patch_size": (2, 2, 2), "in_channels": 4}, {"frame_position": True},
                                  {"cross_position": True}, {"text_refiner": 2}])
 @pytest.mark.parametrize("B,grid", [(1, (1, 2, 2)), (2, (3, 4, 6)), (3, (2, 8, 2))])
-@pytest.mark.parametrize("matmuls", ["onednn", "torch"])
+@pytest.mark.parametrize("matmuls", MATMUL_LIBRARIES)
 def test_fast_path_equals_reference(kw, B, grid, matmuls, monkeypatch):
     monkeypatch.setattr(dit, "MATMULS", matmuls)
     assert dit._onednn_matmuls() == (matmuls == "onednn")
@@ -151,6 +153,7 @@ def test_sampling_with_cache_equals_reference():
     assert (out[True] - out[False]).abs().max() < 1e-4
 
 
+@needs_onednn
 def test_probe_leaves_the_global_random_stream_alone():
     torch.manual_seed(123)
     expected = torch.rand(4)
@@ -183,8 +186,8 @@ def test_matmul_library_follows_the_cpu(monkeypatch):
     monkeypatch.setattr(dit, "MATMULS", "auto")
     for avx512 in (True, False):
         monkeypatch.setattr(dit, "_cpu_has_avx512", lambda avx512=avx512: avx512)
-        assert dit._onednn_matmuls() == avx512
-        assert dit._sdpa_min_tokens(torch.float32) == (dit.SDPA_MIN_TOKENS if avx512
+        assert dit._onednn_matmuls() == (avx512 and dit._onednn_available())
+        assert dit._sdpa_min_tokens(torch.float32) == (dit.SDPA_MIN_TOKENS if dit._onednn_matmuls()
                                                        else dit.SDPA_MIN_TOKENS_TORCH_MATMULS)
         assert dit._sdpa_min_tokens(torch.bfloat16) == dit.SDPA_MIN_TOKENS_BF16
     monkeypatch.setattr(dit, "MATMULS", "blas")
@@ -193,7 +196,7 @@ def test_matmul_library_follows_the_cpu(monkeypatch):
 
 
 @pytest.mark.parametrize("kw", [{}, {"qk_norm": False}])
-@pytest.mark.parametrize("matmuls", ["onednn", "torch"])
+@pytest.mark.parametrize("matmuls", MATMUL_LIBRARIES)
 def test_long_sequence_attention_path_equals_reference(kw, matmuls, monkeypatch):
     """From SDPA_MIN_TOKENS tokens on, self-attention goes through scaled_dot_product_attention;
     lowering the threshold runs that branch on a small grid, which must give the same answer."""
@@ -299,6 +302,7 @@ def test_stacked_modulation_follows_the_parameters(low):
         assert rel_err(after, run(model, x, ts, s, m, fast=False)) < tol
 
 
+@needs_onednn
 def test_onednn_probe_under_autocast():
     """A first forward under bf16 autocast must not make the probe (which compares with
     F.linear, bf16 under autocast) turn the fast path off for good."""
