@@ -185,7 +185,7 @@ def test_matmul_library_follows_the_cpu(monkeypatch):
     """"auto": oneDNN where the CPU has AVX-512, torch's matmuls elsewhere; a bad setting is named."""
     monkeypatch.setattr(dit, "MATMULS", "auto")
     for avx512 in (True, False):
-        monkeypatch.setattr(dit, "_cpu_has_avx512", lambda avx512=avx512: avx512)
+        monkeypatch.setattr(dit, "cpu_has_avx512", lambda avx512=avx512: avx512)
         assert dit._onednn_matmuls() == (avx512 and dit._onednn_available())
         assert dit._sdpa_min_tokens(torch.float32) == (dit.SDPA_MIN_TOKENS if dit._onednn_matmuls()
                                                        else dit.SDPA_MIN_TOKENS_TORCH_MATMULS)

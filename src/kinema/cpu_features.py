@@ -8,9 +8,12 @@ worse (an AVX2 EPYC, `benchmarks/peak.py`: 97–120 GFLOP/s fp32; bf16 1.2 GFLOP
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
+@functools.cache  # the hardware does not change while the process runs
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN on this CPU runs bf16 natively (AVX512-BF16 or AMX)."""
     try:
@@ -19,6 +22,13 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+@functools.cache
+def cpu_has_avx512() -> bool:
+    """Whether torch dispatches to AVX-512 kernels on this CPU (AMX CPUs included)."""
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
+@functools.cache
 def cpu_has_amx() -> bool:
     """Whether this CPU has AMX tiles that torch can use (False where torch cannot tell)."""
     try:

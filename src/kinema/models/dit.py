@@ -31,7 +31,6 @@ and modulation in float32: about half the time on a CPU with AMX, within 1% of f
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import platform
@@ -42,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cpu_features import cpu_has_native_bf16
+from ..cpu_features import cpu_has_avx512, cpu_has_native_bf16
 from .vae import ConfigError, check_config_keys
 
 
@@ -434,20 +433,20 @@ def _onednn_matmuls() -> bool:
         raise ValueError(f"KINEMA_DIT_MATMULS must be auto, onednn or torch, got {MATMULS!r}")
     if MATMULS == "torch":
         return False
-    if MATMULS == "auto" and not _cpu_has_avx512():
+    if MATMULS == "auto" and not cpu_has_avx512():
         return False
     return _onednn_available()
-
-
-@functools.lru_cache(maxsize=None)
-def _cpu_has_avx512() -> bool:
-    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 def _sdpa_min_tokens(dtype: torch.dtype) -> int:
     if dtype == torch.bfloat16:
         return SDPA_MIN_TOKENS_BF16
     return SDPA_MIN_TOKENS if _onednn_matmuls() else SDPA_MIN_TOKENS_TORCH_MATMULS
+
+
+def _cpu_autocast_bf16() -> bool:
+    """Whether CPU autocast to bfloat16 is on here (the pipeline's `denoise_precision` "bf16")."""
+    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 
 _GELU_K = 2.0 * math.sqrt(2.0 / math.pi)
@@ -867,8 +866,7 @@ class VideoDiT(nn.Module):
             and self.x_embedder.weight.device.type == "cpu"
             # oneDNN has no bf16 matmul where the CPU lacks native bf16 (it refuses to build one);
             # autocast's reference path still runs there, emulated
-            and (not torch.is_autocast_enabled("cpu") or torch.get_autocast_dtype("cpu") != torch.bfloat16
-                 or cpu_has_native_bf16())
+            and (not _cpu_autocast_bf16() or cpu_has_native_bf16())
         )
 
     def _frame_place(self, hp: int, wp: int, device, dtype) -> Tensor | None:
@@ -921,7 +919,7 @@ class VideoDiT(nn.Module):
                       layout: Tensor | None = None) -> Tensor:
         # under CPU autocast to bfloat16 the matmuls run in bfloat16 (AMX and AVX512-BF16 kernels);
         # the rest is float32 and written out here, so autocast is off inside
-        low = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        low = _cpu_autocast_bf16()
         with torch.autocast("cpu", enabled=False):
             return self._forward_fast_in(x, timesteps, text_states, text_mask,
                                          torch.bfloat16 if low else torch.float32, layout)
