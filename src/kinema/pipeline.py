@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .allocator import keep_freed_memory
 from .cpu_features import cpu_has_amx, cpu_has_native_bf16
 from .diffusion.flow import num_tokens_for, shift_for_tokens
 from .diffusion.sampling import SAMPLERS, check_guidance_interval, edit_schedule, sample
@@ -355,6 +356,7 @@ class Pipeline:
         cfg.update(config or {})
         self.config = cfg
         self._check_components()
+        keep_freed_memory()
         self.vae.eval()
         self.transformer.eval()
         if self.planner is not None:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..allocator import keep_freed_memory
 from ..cpu_features import cpu_has_native_bf16
 from ..errors import KinemaError
 from . import checkpoint as ckpt
@@ -110,6 +111,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.resume = resume
         self.quiet = quiet
+        keep_freed_memory()
         self.info = D.init()
         self.device = self.info.device
         self.amp_dtype = None
