@@ -21,8 +21,8 @@ import platform
 _M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
 # Blocks below this come from the heap and are reused; larger ones (a long clip's decoder
-# activations) are still mapped and unmapped. Older glibc refuses more than 32 MiB (half its
-# per-thread heap size); then 32 MiB is set.
+# activations) are still mapped and unmapped. Where glibc refuses the value (older versions cap it
+# at half their per-thread heap size), 32 MiB, the ceiling of glibc's own adaptive threshold, is set.
 MMAP_THRESHOLD = 512 << 20
 MMAP_THRESHOLD_OLD_GLIBC = 32 << 20
 TRIM_THRESHOLD = 1 << 30
