@@ -208,6 +208,13 @@ def spread(ts: list[float]) -> str:
     return f"median {med:8.4f} s  (min {min(ts):.4f}, max {max(ts):.4f}, spread ±{(max(ts) - min(ts)) / 2 / med * 100:4.1f}%)"
 
 
+def paired_ratios(times: dict[str, list[float]], ours: str, theirs: str) -> str:
+    """Our time over theirs round by round (the two ran next to each other in each round), so a slow
+    spell of the machine falls on both: the median and the range over the rounds."""
+    r = sorted(a / b for a, b in zip(times[ours], times[theirs]))
+    return f"round by round: median {statistics.median(r):.2f}, range {r[0]:.2f}-{r[-1]:.2f} over {len(r)} rounds"
+
+
 def count_flops(fn) -> int:
     """Matmul FLOPs counted by torch.utils.flop_counter; attention through the math SDPA backend,
     whose matmuls the counter sees (it does not count the fused CPU flash-attention kernel)."""
@@ -359,6 +366,8 @@ def main() -> None:
         med["diffusers"] = min(med["diffusers"], med["diffusers bf16 weights"])
     say(f"  ours / diffusers = {med['ours'] / med['diffusers']:.2f}   (ours before / diffusers = "
         f"{med['ours before'] / med['diffusers']:.2f}; speed-up from the fast path {med['ours before'] / med['ours']:.2f}x)")
+    if not BF16:
+        say(f"  ours / diffusers {paired_ratios(tf, 'ours', 'diffusers')}")
     say(f"  ours: {flops_ours / med['ours'] / 1e9:.0f} GFLOP/s = {flops_ours / med['ours'] / 1e9 / peak32 * 100:.0f}% of the float32 peak; "
         f"diffusers: {counted_wan / med['diffusers'] / 1e9:.0f} GFLOP/s = {counted_wan / med['diffusers'] / 1e9 / peak32 * 100:.0f}%")
     for name, (_, ct) in compiled.items():
@@ -393,6 +402,8 @@ def main() -> None:
     frac = flops_ours * args.steps / lm["ours"] / 1e9 / peak32
     say(f"  ours / diffusers = {ratio:.2f}   (ours before / diffusers = {lm['ours before'] / lm['diffusers']:.2f}; "
         f"speed-up from the fast path {lm['ours before'] / lm['ours']:.2f}x)")
+    if not BF16:
+        say(f"  ours / diffusers {paired_ratios(tl, 'ours', 'diffusers')}")
     say(f"  denoising efficiency: {flops_ours * args.steps / 1e9:.1f} GFLOP (analytic) in {lm['ours']:.3f} s = "
         f"{flops_ours * args.steps / lm['ours'] / 1e9:.0f} GFLOP/s = {frac * 100:.0f}% of the measured float32 peak "
         f"({peak32:.0f} GFLOP/s); before: {flops_ours * args.steps / lm['ours before'] / 1e9 / peak32 * 100:.0f}%; "
