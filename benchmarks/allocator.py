@@ -1,6 +1,6 @@
 """What keeping freed memory in the process (`kinema.allocator`) saves: page faults and time.
 
-Two measurements, each in fresh processes that alternate the allocator setting (kept, the default,
+Three measurements, each in fresh processes that alternate the allocator setting (kept, the default,
 then as glibc leaves it with KINEMA_KEEP_FREED_MEMORY=0, and again), so a slow spell of the machine
 falls on both:
 
@@ -32,7 +32,6 @@ from pathlib import Path
 from generate import KINEMA
 
 HERE = Path(__file__).resolve().parent
-MODEL_DIR = HERE.parent / "src" / "kinema" / "weights" / "kinema-tiny"
 
 SETTINGS = {"kept": "1", "glibc default": "0"}
 
@@ -99,8 +98,9 @@ def train_config(recipe: Path, steps: int, path: Path) -> None:
 
 def train_child(config: str, out: str) -> None:
     from kinema.cli import main as kinema_main
+    from kinema.pipeline import DEFAULT_MODEL_DIR
 
-    code = kinema_main(["train", "dit", "--preset", "tiny", "--vae", str(MODEL_DIR), "--out", out,
+    code = kinema_main(["train", "dit", "--preset", "tiny", "--vae", str(DEFAULT_MODEL_DIR), "--out", out,
                         "--config", config])
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"code": code, "faults": usage.ru_minflt, "peak_mb": usage.ru_maxrss / 1024}))
