@@ -12,6 +12,10 @@ import functools
 
 import torch
 
+# why bf16 is refused (training) or warned about (generation) on such a CPU; callers add the fix
+BF16_EMULATED = ("this CPU has no native bf16 (no AVX512-BF16 or AMX), so torch emulates it, about a hundred "
+                 "times slower than fp32 or worse")
+
 
 @functools.cache  # the hardware does not change while the process runs
 def cpu_has_native_bf16() -> bool:

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from .allocator import keep_freed_memory
-from .cpu_features import cpu_has_amx, cpu_has_native_bf16
+from .cpu_features import BF16_EMULATED, cpu_has_amx, cpu_has_native_bf16
 from .diffusion.flow import num_tokens_for, shift_for_tokens
 from .diffusion.sampling import SAMPLERS, check_guidance_interval, edit_schedule, sample
 from .errors import KinemaError
@@ -1232,9 +1232,7 @@ def _precision_dtype(setting: str, precision: str, device: torch.device,
         return torch.float32
     if precision == "bf16":
         if device.type == "cpu" and not cpu_has_native_bf16():
-            warnings.warn(f"{setting} bf16: this CPU has no native bf16 (no AVX512-BF16 or AMX), so torch "
-                          "emulates it, about a hundred times slower than fp32 or worse; use 'auto' or 'fp32'",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(f"{setting} bf16: {BF16_EMULATED}; use 'auto' or 'fp32'", RuntimeWarning, stacklevel=3)
         return torch.bfloat16
     if precision != "auto":
         raise KinemaError(f"{setting} must be 'auto', 'fp32' or 'bf16', got {precision!r}")

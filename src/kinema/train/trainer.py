@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from ..allocator import keep_freed_memory
-from ..cpu_features import cpu_has_native_bf16
+from ..cpu_features import BF16_EMULATED, cpu_has_native_bf16
 from ..errors import KinemaError
 from . import checkpoint as ckpt
 from . import components as comp
@@ -118,9 +118,7 @@ class Trainer:
         if cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda"):
             self.amp_dtype = torch.bfloat16
         if self.amp_dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_native_bf16():
-            raise KinemaError("precision: bf16 on this CPU has no native bf16 (no AVX512-BF16 or AMX), so torch "
-                              "emulates it, about a hundred times slower than fp32 or worse; set \"precision\": \"fp32\" "
-                              "(or \"auto\")")
+            raise KinemaError(f"precision bf16: {BF16_EMULATED}; set \"precision\": \"fp32\" (or \"auto\")")
         self.step = 0
         self.position = 0  # batches this process has consumed
         self.elapsed_before = 0.0
