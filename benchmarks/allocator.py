@@ -40,17 +40,13 @@ def forward_child(n: int, threads: int) -> None:
     import torch
 
     from kinema.allocator import keep_freed_memory
-    from kinema.models.dit import DiTConfig, VideoDiT
-    from kinema.pipeline import DEFAULT_MODEL_DIR, _load_component
+    from vs_diffusers import inputs, load_ours
 
     torch.set_num_threads(threads)
     keep_freed_memory()  # what Pipeline() does; a no-op under KINEMA_KEEP_FREED_MEMORY=0
-    model = _load_component(DEFAULT_MODEL_DIR, "transformer", DiTConfig, VideoDiT).eval()
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 8, 7, 16, 16, generator=g)
-    states = torch.randn(2, 32, 384, generator=g)
-    mask = torch.ones(2, 32, dtype=torch.bool)
-    t = torch.full((2, 7), 0.5)
+    model = load_ours()
+    x, states, mask = inputs()  # the default clip's latents, batch 2 as with guidance
+    t = torch.full((2, x.shape[2]), 0.5)
     times, faults = [], []
     with torch.no_grad():
         for _ in range(2):
@@ -63,8 +59,12 @@ def forward_child(n: int, threads: int) -> None:
     print(json.dumps({"forward_s": statistics.median(times), "faults": statistics.median(faults)}))
 
 
+def child_env(env_value: str, threads: int) -> dict[str, str]:
+    return {**os.environ, "KINEMA_KEEP_FREED_MEMORY": env_value, "OMP_NUM_THREADS": str(threads)}
+
+
 def run_forwards(env_value: str, n: int, threads: int) -> dict:
-    env = {**os.environ, "KINEMA_KEEP_FREED_MEMORY": env_value, "OMP_NUM_THREADS": str(threads)}
+    env = child_env(env_value, threads)
     proc = subprocess.run([sys.executable, __file__, "--child-forwards", str(n), "--threads", str(threads)],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -76,7 +76,7 @@ def run_generate(env_value: str, threads: int, tmp: Path, i: int) -> dict:
     out, timings = tmp / f"clip_{i}.mp4", tmp / f"clip_{i}.json"
     cmd = [*KINEMA, "generate", "a large red circle moves right on a navy background", "-o", str(out),
            "--quiet", "--timings-json", str(timings), "--seed", "0"]
-    env = {**os.environ, "KINEMA_KEEP_FREED_MEMORY": env_value, "OMP_NUM_THREADS": str(threads)}
+    env = child_env(env_value, threads)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -107,7 +107,7 @@ def train_child(config: str, out: str) -> None:
 
 
 def run_train(env_value: str, threads: int, config: Path, out: Path) -> dict:
-    env = {**os.environ, "KINEMA_KEEP_FREED_MEMORY": env_value, "OMP_NUM_THREADS": str(threads)}
+    env = child_env(env_value, threads)
     # from the repository's root, where the recipe's paths ("init") start
     proc = subprocess.run([sys.executable, __file__, "--child-train", str(config), str(out)],
                           capture_output=True, text=True, env=env, cwd=HERE.parent)
