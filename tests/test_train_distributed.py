@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -60,3 +61,62 @@ def test_two_process_ddp_and_fsdp_agree(tmp_path):
     wb = load_file(str(fsdp / "checkpoints" / "step_00000003" / "model.safetensors"))
     assert wa.keys() == wb.keys()
     assert all((wa[k] - wb[k]).abs().max() < 1e-4 for k in wa)
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _local_rank(pid: int) -> int | None:
+    for item in (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0"):
+        if item.startswith(b"LOCAL_RANK="):
+            return int(item.split(b"=", 1)[1])
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the worker processes through /proc")
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
+    # only rank 1 hears the signal: rank 0 must learn of it and stop at the same step
+    import time
+
+    out = tmp_path / "run"
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"steps": 100000, "checkpoint_every": 100000, "log_every": 1}))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = launcher + ["--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+                      "-m", "kinema.cli", "train", "vae", "--preset", "smoke", "--config", str(cfg),
+                      "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 300
+        while not (out / "metrics.jsonl").exists() or "\n" not in (out / "metrics.jsonl").read_text():
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "no training step logged in 300 s"
+            time.sleep(0.1)
+        rank1 = [pid for pid in _children(proc.pid) if _local_rank(pid) == 1]
+        assert len(rank1) == 1
+        os.kill(rank1[0], signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    done = [r for r in _records(out) if r.get("event") == "done"]
+    assert len(done) == 1 and done[0]["stopped_by"] == "a signal to another process"  # rank 0's view
+    a, b = done[0]["param_checksums"]
+    assert a == pytest.approx(b, rel=1e-9)
+    step = done[0]["step"]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [f"step_{step:08d}"]
+    assert {f.name for f in (out / "checkpoints" / f"step_{step:08d}").glob("rng_rank*.safetensors")} == {
+        "rng_rank0.safetensors", "rng_rank1.safetensors"}

@@ -105,7 +105,7 @@ def handler(args) -> int:
             _leave(2)
         raise
     if not args.quiet and int(os.environ.get("RANK", "0")) == 0:
-        summary = {k: result[k] for k in ("step", "loss", "psnr", "psnr_eval", "psnr_heldout", "out") if k in result}
+        summary = {k: result[k] for k in ("step", "loss", "psnr", "psnr_eval", "psnr_heldout", "out", "stopped_by") if k in result}
         print(json.dumps(summary))
     if distributed:
         _leave(0)

@@ -13,6 +13,9 @@ Exact resume: the checkpoint holds weights, EMA, optimiser state, every RNG (tor
 numpy, python and the trainer's own generator), the metrics window and the data position; the
 data streams are pure functions of (seed, rank, index), so a resumed run reproduces the
 uninterrupted one. The learning rate is a pure function of the step (linear warm-up, cosine).
+SIGTERM or SIGINT during the steps (`stop.StopRequest`) ends a run after the step it is in, as its
+time limit would: a checkpoint (a transformer's export is rewritten with it; an autoencoder exports
+only when its run ends), exit status 0; `--resume` continues it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from . import components as comp
 from . import distributed as D
 from .config import TrainConfig
 from .ema import EMA
+from .stop import StopRequest
 
 # Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "log_every", "out", "data.num_workers",
@@ -747,9 +751,38 @@ class Trainer:
         self._wsums = {k: torch.tensor(float(v), dtype=torch.float64, device=self.device)
                        for k, v in self.window.items() if k == "loss" or k.endswith("_loss")}
         win_t = time.time()
-        last = {}
+        self._last_window = {}
         accum = cfg.optim.grad_accum
         self.model.train()
+        with StopRequest(self._stop_requested) as stop_request:
+            stopped_by = self._loop(batches, win_t, accum, stop_request)
+        result: dict[str, Any] = {"step": self.step, "out": str(self.out), **self._last_window}
+        if stopped_by is not None:
+            result["stopped_by"] = stopped_by
+        if cfg.stage == "vae" and stopped_by is None:
+            result.update(self.finish_vae())
+        elif cfg.stage == "dit" and latest is not None and self.step == resumed_step:
+            # resumed at the end: make sure the export exists
+            if not (self.out / "final").exists():
+                from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+                opts = self._sd_options()
+                self.export_dit(get_model_state_dict(self.model, options=opts),
+                                get_model_state_dict(self.ema.model, options=opts) if self.ema else None)
+        checks = D.all_gather_objects(self.info, comp.param_checksum(self.raw))
+        done = {"event": "done", "step": self.step, "elapsed": self.elapsed(), "param_checksums": checks}
+        if stopped_by is not None:
+            done["stopped_by"] = stopped_by
+        if self.info.enabled and cfg.parallel == "ddp" and max(checks) - min(checks) > 1e-6 * max(1.0, abs(checks[0])):
+            raise RuntimeError(f"DDP processes disagree on the weights after training: {checks}")
+        self.write_metrics(done)
+        result["param_checksums"] = checks
+        return result
+
+    def _loop(self, batches: Iterator[dict], win_t: float, accum: int, stop_request: StopRequest) -> str | None:
+        """Train to `steps`, the time limit or a stop request; what stopped it early (a signal's
+        name), or None."""
+        cfg = self.cfg
         while self.step < cfg.steps:
             lr = lr_at(cfg, self.step, self.elapsed())
             for g in self.opt.param_groups:
@@ -783,13 +816,15 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 if gn is not None:
                     gn = float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn)
-                last = self._log_window(lr, float("nan") if gn is None else gn, time.time() - win_t)
+                self._last_window = self._log_window(lr, float("nan") if gn is None else gn, time.time() - win_t)
                 win_t = time.time()
-            time_up = False
-            if cfg.time_limit_s > 0 and (self.step % cfg.log_every == 0 or self.info.world_size == 1):
-                # every rank must stop at the same step: agree on it
-                time_up = D.all_mean(self.info, [float(self.elapsed() >= cfg.time_limit_s)])[0] > 0
-            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or time_up:
+            check_time = cfg.time_limit_s > 0 and (self.step % cfg.log_every == 0 or self.info.world_size == 1)
+            # every rank must stop at the same step: agree on it (a signal may reach one rank first;
+            # one scalar all-reduce a step, beside the gradient check's host sync)
+            time_up, stop = (v > 0 for v in D.all_mean(self.info, [
+                float(check_time and self.elapsed() >= cfg.time_limit_s),
+                float(stop_request.requested is not None)]))
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or time_up or stop:
                 t_ck = time.time()
                 self.save_checkpoint()
                 win_t += time.time() - t_ck  # samples/s counts training time only
@@ -797,25 +832,16 @@ class Trainer:
                     os._exit(137)  # tests: die like a killed job, right after this checkpoint
             if time_up:
                 self.log(f"kinema train: time limit {cfg.time_limit_s:g} s reached at step {self.step}")
-                break
-        result: dict[str, Any] = {"step": self.step, "out": str(self.out), **last}
-        if cfg.stage == "vae":
-            result.update(self.finish_vae())
-        elif latest is not None and self.step == resumed_step:
-            # resumed at the end: make sure the export exists
-            if not (self.out / "final").exists():
-                from torch.distributed.checkpoint.state_dict import get_model_state_dict
+                return None
+            if stop:
+                by = stop_request.requested or "a signal to another process"
+                self.log(f"kinema train: stopped by {by} at step {self.step}; "
+                         "run it again with --resume to continue")
+                return by
+        return None
 
-                opts = self._sd_options()
-                self.export_dit(get_model_state_dict(self.model, options=opts),
-                                get_model_state_dict(self.ema.model, options=opts) if self.ema else None)
-        checks = D.all_gather_objects(self.info, comp.param_checksum(self.raw))
-        done = {"event": "done", "step": self.step, "elapsed": self.elapsed(), "param_checksums": checks}
-        if self.info.enabled and cfg.parallel == "ddp" and max(checks) - min(checks) > 1e-6 * max(1.0, abs(checks[0])):
-            raise RuntimeError(f"DDP processes disagree on the weights after training: {checks}")
-        self.write_metrics(done)
-        result["param_checksums"] = checks
-        return result
+    def _stop_requested(self, name: str) -> None:
+        self.log(f"kinema train: {name} received: stopping after this step, with a checkpoint")
 
     def _gradients_finite(self, grad_norm: torch.Tensor) -> bool:
         """False (and the gradients dropped, the weights left as they were) when a step's gradients
