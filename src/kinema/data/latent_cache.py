@@ -2,6 +2,7 @@
 safetensors shards, then train from the shards.
 
     CACHE/manifest.json                what was encoded (source, buckets, VAE fingerprint, ...)
+    CACHE/building.json                while a build is under way: what it is building
     CACHE/shard_r<R>_<K>.safetensors   entries "e<N>" = latents [B, C, t, h, w]; captions (and, for
                                        the world, scene specs) in metadata
 
@@ -10,6 +11,8 @@ stream, so the cache is the same for any W and training reads it in a seeded ord
 not depend on the number of processes either. A run's own cache (OUT/latent_cache) whose manifest
 does not match the run is rebuilt; a complete cache in a folder named by `data.latent_cache_dir`,
 which other runs may share, is never overwritten: a mismatch is an error naming what differs.
+An interrupted build resumes: the shards it finished are kept when the next build is for the same
+settings and the same number of processes, and only the rest is encoded.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from safetensors.torch import save_file
 from ..errors import KinemaError
 
 MANIFEST = "manifest.json"
+BUILDING = "building.json"
 ENTRIES_PER_SHARD = 64
 
 
@@ -59,14 +63,51 @@ def difference(root: Path, key: dict) -> str | None:
                      for k in sorted(set(built) | set(key)) if built.get(k) != key.get(k))
 
 
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def start_build(root: Path, key: dict, world_size: int) -> bool:
+    """(main process) Make `root` ready to build the cache for `key` with `world_size` processes:
+    True when it holds an interrupted build of exactly that, whose finished shards `build_shards`
+    then keeps; otherwise everything of an earlier cache is removed and False."""
+    root = Path(root)
+    wanted = json.loads(json.dumps({"key": key, "world_size": world_size}))  # as it reads back
+    try:
+        building = json.loads((root / BUILDING).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        building = None
+    if building == wanted and read_manifest(root) is None:
+        return True
+    clear(root)
+    root.mkdir(parents=True, exist_ok=True)
+    _write_json(root / BUILDING, wanted)
+    return False
+
+
+def finished_shards(root: Path, rank: int) -> dict[str, list[int]]:
+    """This process's shards already in `root` (an interrupted build's), with their entries."""
+    found: dict[str, list[int]] = {}
+    for path in sorted(Path(root).glob(f"shard_r{rank}_*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            found[path.name] = sorted(int(k[1:]) for k in f.keys())
+    return found
+
+
 def build_shards(root: Path, rank: int, world_size: int, count: int,
                  items: Iterable[dict], encode: Callable[[torch.Tensor], torch.Tensor],
                  progress: Callable[[int], None] | None = None) -> list[str]:
-    """(each process) Encode this process's entries rank, rank+W, ... < count into shards."""
+    """(each process) Encode this process's entries rank, rank+W, ... < count into shards. Entries
+    in shards an interrupted build left (`start_build` kept them) are not encoded again; their
+    items are still drawn from `items`, so the later ones line up."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     mine = list(range(rank, count, world_size))
-    shards: list[str] = []
+    kept = finished_shards(root, rank)
+    done = {n for entries in kept.values() for n in entries}
+    shards: list[str] = list(kept)
     buf: dict[str, torch.Tensor] = {}
     captions: dict[str, list[str]] = {}
     specs: dict[str, list[dict]] = {}
@@ -89,6 +130,10 @@ def build_shards(root: Path, rank: int, world_size: int, count: int,
     it = iter(items)
     for n in mine:
         batch = next(it)
+        if n in done:
+            if progress:
+                progress(1)
+            continue
         latents = encode(batch["video"])
         buf[f"e{n}"] = latents.detach().to("cpu", torch.float32).contiguous()
         captions[f"e{n}"] = list(batch["caption"])
@@ -107,16 +152,18 @@ def write_manifest(root: Path, key: dict, shards: list[str], count: int) -> None
     tmp = root / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps({"key": key, "count": count, "shards": sorted(shards)}, indent=1), encoding="utf-8")
     os.replace(tmp, root / MANIFEST)
+    (root / BUILDING).unlink(missing_ok=True)
 
 
 def clear(root: Path) -> None:
-    """Remove the cache's own files (manifest, shards, their temporary files), nothing else."""
+    """Remove the cache's own files (manifest, build record, shards, their temporary files), nothing
+    else."""
     root = Path(root)
     if not root.is_dir():
         return
     for f in root.iterdir():
         name = f.name.lstrip(".")
-        if f.is_file() and (name.startswith(MANIFEST) or name.startswith("shard_r")):
+        if f.is_file() and (name.startswith(MANIFEST) or name.startswith(BUILDING) or name.startswith("shard_r")):
             f.unlink()
 
 

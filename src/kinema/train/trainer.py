@@ -365,9 +365,11 @@ class Trainer:
                 f"({differs}); other runs may use it, so it is not overwritten: "
                 "match those settings, or name a new folder")
         if differs != "":  # no complete cache, or the run's own one built for other settings
+            resumed = lc.start_build(root, key, self.info.world_size) if self.info.is_main else None
             if self.info.is_main:
-                lc.clear(root)
-                self.log(f"kinema train: encoding {cfg.data.latent_cache_batches} batches into the latent cache {root}")
+                kept = sum(len(e) for r in range(self.info.world_size) for e in lc.finished_shards(root, r).values())
+                self.log(f"kinema train: encoding {cfg.data.latent_cache_batches} batches into the latent cache {root}"
+                         + (f" (an interrupted build's {kept} kept)" if resumed else ""))
             D.barrier(self.info)
             items = self._loader(self._stream(cfg.seed, 0))
             shards = lc.build_shards(root, self.info.rank, self.info.world_size, cfg.data.latent_cache_batches,
