@@ -369,7 +369,7 @@ class Trainer:
             if self.info.is_main:
                 kept = sum(len(e) for r in range(self.info.world_size) for e in lc.finished_shards(root, r).values())
                 self.log(f"kinema train: encoding {cfg.data.latent_cache_batches} batches into the latent cache {root}"
-                         + (f" (an interrupted build's {kept} kept)" if resumed else ""))
+                         + (f" ({kept} of them kept from an interrupted build)" if resumed else ""))
             D.barrier(self.info)
             items = self._loader(self._stream(cfg.seed, 0))
             shards = lc.build_shards(root, self.info.rank, self.info.world_size, cfg.data.latent_cache_batches,
