@@ -22,7 +22,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
+def _torchrun_command(args: list[str]) -> tuple[list[str], dict]:
+    """`kinema train ARGS` under torchrun with two processes, and its environment."""
     torchrun = Path(sys.executable).with_name("torchrun")
     launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
     env = dict(os.environ)
@@ -31,6 +32,11 @@ def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
     env.pop("KINEMA_TRAIN_DIE_AFTER_CHECKPOINT", None)
     cmd = launcher + ["--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
                       "-m", "kinema.cli", "train"] + args
+    return cmd, env
+
+
+def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
+    cmd, env = _torchrun_command(args)
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -90,13 +96,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
     out = tmp_path / "run"
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"steps": 100000, "checkpoint_every": 100000, "log_every": 1}))
-    torchrun = Path(sys.executable).with_name("torchrun")
-    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = launcher + ["--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-                      "-m", "kinema.cli", "train", "vae", "--preset", "smoke", "--config", str(cfg),
-                      "--out", str(out)]
+    cmd, env = _torchrun_command(["vae", "--preset", "smoke", "--config", str(cfg), "--out", str(out)])
     proc = subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 300
