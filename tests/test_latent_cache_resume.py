@@ -27,7 +27,7 @@ def test_an_interrupted_build_keeps_its_shards_and_encodes_only_the_rest(tmp_pat
         return video[:, :1, :2] * 10.0
 
     root = tmp_path / "cache"
-    assert lc.start_build(root, KEY, world_size=1) is False
+    assert lc.start_build(root, KEY, world_size=1) == 0
     with pytest.raises(RuntimeError, match="interrupted"):
         lc.build_shards(root, 0, 1, 7, _items(stop_after=5), encode)
     assert encoded == [0, 1, 2, 3, 4]  # entry 4 was encoded but its shard never written
@@ -36,7 +36,7 @@ def test_an_interrupted_build_keeps_its_shards_and_encodes_only_the_rest(tmp_pat
     assert lc.read_manifest(root) is None
 
     encoded.clear()
-    assert lc.start_build(root, KEY, world_size=1) is True
+    assert lc.start_build(root, KEY, world_size=1) == 4  # entries 0-3 kept
     shards = lc.build_shards(root, 0, 1, 7, _items(), encode)
     assert encoded == [4, 5, 6]
     lc.write_manifest(root, KEY, shards, 7)
@@ -55,11 +55,11 @@ def test_a_build_for_other_settings_or_processes_starts_over(tmp_path, monkeypat
     with pytest.raises(RuntimeError):
         lc.build_shards(root, 0, 1, 7, _items(stop_after=3), lambda v: v)
     assert lc.finished_shards(root, 0)
-    assert lc.start_build(root, dict(KEY, seed=1), world_size=1) is False
+    assert lc.start_build(root, dict(KEY, seed=1), world_size=1) == 0
     assert lc.finished_shards(root, 0) == {}
     with pytest.raises(RuntimeError):
         lc.build_shards(root, 0, 1, 7, _items(stop_after=3), lambda v: v)
-    assert lc.start_build(root, dict(KEY, seed=1), world_size=2) is False  # entries split another way
+    assert lc.start_build(root, dict(KEY, seed=1), world_size=2) == 0  # entries split another way
     assert lc.finished_shards(root, 0) == {}
 
 
@@ -70,5 +70,5 @@ def test_a_complete_cache_is_not_taken_for_an_interrupted_build(tmp_path):
     lc.write_manifest(root, KEY, shards, 7)
     # a leftover build record next to a finished manifest must not keep the old shards
     lc._write_json(root / lc.BUILDING, {"key": KEY, "world_size": 1})
-    assert lc.start_build(root, KEY, world_size=1) is False
+    assert lc.start_build(root, KEY, world_size=1) == 0
     assert lc.read_manifest(root) is None and lc.finished_shards(root, 0) == {}

@@ -29,6 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import KinemaError
+from ..files import atomic_write
 
 MANIFEST = "manifest.json"
 BUILDING = "building.json"
@@ -64,15 +65,14 @@ def difference(root: Path, key: dict) -> str | None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1), encoding="utf-8"))
 
 
-def start_build(root: Path, key: dict, world_size: int) -> bool:
-    """(main process) Make `root` ready to build the cache for `key` with `world_size` processes:
-    True when it holds an interrupted build of exactly that, whose finished shards `build_shards`
-    then keeps; otherwise everything of an earlier cache is removed and False."""
+def start_build(root: Path, key: dict, world_size: int) -> int:
+    """(main process) Make `root` ready to build the cache for `key` with `world_size` processes.
+    When it holds an interrupted build of exactly that, its finished shards stay for
+    `build_shards` to keep, and the number of entries in them is returned; otherwise everything
+    of an earlier cache is removed and 0 returned."""
     root = Path(root)
     wanted = json.loads(json.dumps({"key": key, "world_size": world_size}))  # as it reads back
     try:
@@ -80,11 +80,11 @@ def start_build(root: Path, key: dict, world_size: int) -> bool:
     except (FileNotFoundError, json.JSONDecodeError):
         building = None
     if building == wanted and read_manifest(root) is None:
-        return True
+        return sum(len(entries) for rank in range(world_size)
+                   for entries in finished_shards(root, rank).values())
     clear(root)
-    root.mkdir(parents=True, exist_ok=True)
     _write_json(root / BUILDING, wanted)
-    return False
+    return 0
 
 
 def finished_shards(root: Path, rank: int) -> dict[str, list[int]]:
@@ -149,9 +149,7 @@ def build_shards(root: Path, rank: int, world_size: int, count: int,
 
 def write_manifest(root: Path, key: dict, shards: list[str], count: int) -> None:
     root = Path(root)
-    tmp = root / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps({"key": key, "count": count, "shards": sorted(shards)}, indent=1), encoding="utf-8")
-    os.replace(tmp, root / MANIFEST)
+    _write_json(root / MANIFEST, {"key": key, "count": count, "shards": sorted(shards)})
     (root / BUILDING).unlink(missing_ok=True)
 
 
@@ -161,9 +159,11 @@ def clear(root: Path) -> None:
     root = Path(root)
     if not root.is_dir():
         return
+    # the JSON files' temporary names (atomic_write) start with their stem and a dot too
+    own = (Path(MANIFEST).stem + ".", Path(BUILDING).stem + ".", "shard_r")
     for f in root.iterdir():
         name = f.name.lstrip(".")
-        if f.is_file() and (name.startswith(MANIFEST) or name.startswith(BUILDING) or name.startswith("shard_r")):
+        if f.is_file() and name.startswith(own):
             f.unlink()
 
 

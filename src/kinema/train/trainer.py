@@ -365,11 +365,10 @@ class Trainer:
                 f"({differs}); other runs may use it, so it is not overwritten: "
                 "match those settings, or name a new folder")
         if differs != "":  # no complete cache, or the run's own one built for other settings
-            resumed = lc.start_build(root, key, self.info.world_size) if self.info.is_main else None
             if self.info.is_main:
-                kept = sum(len(e) for r in range(self.info.world_size) for e in lc.finished_shards(root, r).values())
+                kept = lc.start_build(root, key, self.info.world_size)
                 self.log(f"kinema train: encoding {cfg.data.latent_cache_batches} batches into the latent cache {root}"
-                         + (f" ({kept} of them kept from an interrupted build)" if resumed else ""))
+                         + (f" ({kept} of them kept from an interrupted build)" if kept else ""))
             D.barrier(self.info)
             items = self._loader(self._stream(cfg.seed, 0))
             shards = lc.build_shards(root, self.info.rank, self.info.world_size, cfg.data.latent_cache_batches,
