@@ -691,3 +691,34 @@ def test_bf16_training_is_refused_on_a_cpu_that_only_emulates_it(tmp_path, capsy
     for precision in ("fp32", "auto"):
         cfg.write_text(json.dumps({"steps": 1, "precision": precision}))
         assert Trainer(resolve("vae", "smoke", str(cfg), {"out": str(out)}), quiet=True).amp_dtype is None
+
+
+def test_a_resumed_run_may_change_its_time_limit(tmp_path, capsys):
+    """How long a run trains is not what it learns from: --time-limit on --resume moves the cosine's end
+    (a CPU run cut short at the end of a working session), while other fields are still refused."""
+    from kinema.train import checkpoint as ckpt
+
+    out = tmp_path / "run"
+    assert main(["train", "vae", "--preset", "smoke", "--out", str(out), "--time-limit", "3600", "--quiet"]) == 0
+    first = _steps(out)
+    assert main(["train", "vae", "--preset", "smoke", "--out", str(out), "--resume", "--steps", "6",
+                 "--time-limit", "7200", "--quiet"]) == 0
+    steps = _steps(out)
+    assert steps[-1]["step"] == 6 and len(steps) > len(first)
+    latest = ckpt.list_checkpoints(out)[-1][1]
+    assert ckpt.read_json(latest / ckpt.STATE_FILE)["config"]["time_limit_s"] == 7200
+    capsys.readouterr()
+    assert main(["train", "vae", "--preset", "smoke", "--out", str(out), "--resume", "--time-limit", "-5"]) != 0
+    assert "--time-limit must be a positive number of seconds, got -5" in capsys.readouterr().err
+    assert main(["train", "planner", "--out", str(tmp_path / "p"), "--time-limit", "60"]) != 0
+    assert "--time-limit is not for `kinema train planner`" in capsys.readouterr().err
+
+
+def test_a_negative_time_limit_in_a_config_is_refused(tmp_path):
+    from kinema.errors import KinemaError
+    from kinema.train.config import resolve
+
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"time_limit_s": -1}))
+    with pytest.raises(KinemaError, match="time_limit_s: must be 0 \\(none\\) or a positive number"):
+        resolve("vae", "smoke", str(f))

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("--config", metavar="FILE.json", help="JSON object of config fields overriding the preset")
     p.add_argument("--out", metavar="DIR", help="run folder (checkpoints, metrics, final export)")
     p.add_argument("--steps", type=int, metavar="N", help="optimiser steps in total")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="stop (checkpoint + export) after this much training time; the learning rate's cosine "
+                        "follows it, and --resume may change it")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--data", metavar="world|DIR",
                    help="training data: the procedural world (default) or a folder with captions.jsonl")
@@ -48,7 +51,8 @@ def _train_planner(args) -> int:
     from ..train.planner import train_planner
 
     for flag, value in (("--preset", args.preset), ("--config", args.config), ("--data", args.data),
-                        ("--vae", args.vae), ("--checkpoint-every", args.checkpoint_every)):
+                        ("--vae", args.vae), ("--checkpoint-every", args.checkpoint_every),
+                        ("--time-limit", args.time_limit)):
         if value is not None:
             raise KinemaError(f"{flag} is not for `kinema train planner` (it trains on the world's captions "
                               "in minutes; it takes --out, --steps, --batch-size and --seed)")
@@ -76,6 +80,10 @@ def handler(args) -> int:
         if args.steps < 1:
             raise KinemaError(f"--steps must be at least 1, got {args.steps}")
         overrides["steps"] = args.steps
+    if args.time_limit is not None:
+        if not args.time_limit > 0:
+            raise KinemaError(f"--time-limit must be a positive number of seconds, got {args.time_limit:g}")
+        overrides["time_limit_s"] = args.time_limit
     if args.out:
         overrides["out"] = args.out
     if args.data:

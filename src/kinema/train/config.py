@@ -287,6 +287,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise KinemaError(f"config field {msg}")
 
     need(cfg.steps >= 1, f"steps: must be at least 1, got {cfg.steps}")
+    need(cfg.time_limit_s >= 0, f"time_limit_s: must be 0 (none) or a positive number of seconds, "
+                                f"got {cfg.time_limit_s:g}")
     need(cfg.optim.lr > 0, f"optim.lr: must be positive, got {cfg.optim.lr}")
     need(cfg.optim.warmup_steps >= 0, "optim.warmup_steps: must be >= 0")
     need(cfg.optim.batch_size >= 1, "optim.batch_size: must be at least 1")

@@ -45,9 +45,10 @@ from .config import TrainConfig
 from .ema import EMA
 from .stop import StopRequest
 
-# Fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "log_every", "out", "data.num_workers",
-                     "data.cache_clips"}
+# Fields a resumed run may change: they set how long it runs and how it records, not what it learns
+# from; a changed step count or time limit moves the rest of the cosine accordingly.
+RESUMABLE_CHANGES = {"steps", "time_limit_s", "checkpoint_every", "keep_checkpoints", "log_every", "out",
+                     "data.num_workers", "data.cache_clips"}
 # Steps in a row whose gradients are NaN or inf before a run gives up.
 MAX_BAD_STEPS = 5
 # Clips the frozen autoencoder encodes at once: a batch of 256 clips of 224x128x25 makes its first
