@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -699,8 +700,10 @@ def test_a_resumed_run_may_change_its_time_limit(tmp_path, capsys):
     from kinema.train import checkpoint as ckpt
 
     out = tmp_path / "run"
-    assert main(["train", "vae", "--preset", "smoke", "--out", str(out), "--time-limit", "3600", "--quiet"]) == 0
+    assert main(["train", "vae", "--preset", "smoke", "--out", str(out), "--time-limit", "3600"]) == 0
     first = _steps(out)
+    log = capsys.readouterr().err  # a timed run's log lines say how much of its time is spent
+    assert f"step {first[-1]['step']}/" in log and re.search(r"samples/s psnr [\d.]+, \d+\.\d of 60 min", log)
     assert main(["train", "vae", "--preset", "smoke", "--out", str(out), "--resume", "--steps", "6",
                  "--time-limit", "7200", "--quiet"]) == 0
     steps = _steps(out)

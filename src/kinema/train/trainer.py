@@ -890,8 +890,13 @@ class Trainer:
             msg += " (" + ", ".join(f"{k.removesuffix('_loss')} {record[k]:.4f}" for k in term_names) + ")"
         if psnr is not None:
             msg += f" psnr {psnr:.2f}"
+        clock = ""
+        if self.cfg.time_limit_s > 0:  # a timed run ends on the clock, usually long before its step count
+            clock = f"{_minutes(record['elapsed'])} of {_minutes(self.cfg.time_limit_s)} min"
+            msg += f", {clock}"
         if self.pbar is not None:
-            self.pbar.set_postfix_str(f"loss {vals[0]:.4f}" + (f" psnr {psnr:.1f}" if psnr is not None else ""))
+            self.pbar.set_postfix_str(f"loss {vals[0]:.4f}" + (f" psnr {psnr:.1f}" if psnr is not None else "")
+                                      + (f" {clock}" if clock else ""))
         elif not self.quiet:
             self.log(msg)
         self.window = {"loss": 0.0, "steps": 0, "samples": 0}
@@ -903,6 +908,10 @@ def _psnr(recon: torch.Tensor, x: torch.Tensor) -> float:
     """PSNR in dB of a reconstruction of x, both in [-1, 1]."""
     mse = ((recon.float().clamp(-1, 1) - x.float()) / 2).pow(2).mean().item()
     return 10 * math.log10(1.0 / max(mse, 1e-10))
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f}" if seconds < 600 else f"{seconds / 60:.0f}"
 
 
 def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> dict:
