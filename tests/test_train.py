@@ -696,7 +696,8 @@ def test_bf16_training_is_refused_on_a_cpu_that_only_emulates_it(tmp_path, capsy
 
 def test_a_resumed_run_may_change_its_time_limit(tmp_path, capsys):
     """How long a run trains is not what it learns from: --time-limit on --resume moves the cosine's end
-    (a CPU run cut short at the end of a working session), while other fields are still refused."""
+    (a CPU run cut short at the end of a working session); a change to what it learns from is still
+    refused (test_resume_accepts_a_run_begun_before_a_config_field_existed)."""
     from kinema.train import checkpoint as ckpt
 
     out = tmp_path / "run"
