@@ -752,13 +752,10 @@ class Trainer:
         batches = self._batches() if self.step < cfg.steps else iter(())
         self._wsums = {k: torch.tensor(float(v), dtype=torch.float64, device=self.device)
                        for k, v in self.window.items() if k == "loss" or k.endswith("_loss")}
-        win_t = time.time()
-        self._last_window = {}
-        accum = cfg.optim.grad_accum
         self.model.train()
         with StopRequest(self._stop_requested) as stop_request:
-            stopped_by = self._loop(batches, win_t, accum, stop_request)
-        result: dict[str, Any] = {"step": self.step, "out": str(self.out), **self._last_window}
+            stopped_by, last_window = self._loop(batches, stop_request)
+        result: dict[str, Any] = {"step": self.step, "out": str(self.out), **last_window}
         if stopped_by is not None:
             result["stopped_by"] = stopped_by
         if cfg.stage == "vae" and stopped_by is None:
@@ -781,10 +778,13 @@ class Trainer:
         result["param_checksums"] = checks
         return result
 
-    def _loop(self, batches: Iterator[dict], win_t: float, accum: int, stop_request: StopRequest) -> str | None:
-        """Train to `steps`, the time limit or a stop request; what stopped it early (a signal's
-        name), or None."""
+    def _loop(self, batches: Iterator[dict], stop_request: StopRequest) -> tuple[str | None, dict]:
+        """Train to `steps`, the time limit or a stop request. Returns what stopped it early (a
+        signal's name, or None) and the last logged window's record."""
         cfg = self.cfg
+        accum = cfg.optim.grad_accum
+        last_window: dict = {}
+        win_t = time.time()
         while self.step < cfg.steps:
             lr = lr_at(cfg, self.step, self.elapsed())
             for g in self.opt.param_groups:
@@ -818,7 +818,7 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 if gn is not None:
                     gn = float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn)
-                self._last_window = self._log_window(lr, float("nan") if gn is None else gn, time.time() - win_t)
+                last_window = self._log_window(lr, float("nan") if gn is None else gn, time.time() - win_t)
                 win_t = time.time()
             check_time = cfg.time_limit_s > 0 and (self.step % cfg.log_every == 0 or self.info.world_size == 1)
             # every rank must stop at the same step: agree on it (a signal may reach one rank first;
@@ -834,13 +834,13 @@ class Trainer:
                     os._exit(137)  # tests: die like a killed job, right after this checkpoint
             if time_up:
                 self.log(f"kinema train: time limit {cfg.time_limit_s:g} s reached at step {self.step}")
-                return None
+                return None, last_window
             if stop:
                 by = stop_request.requested or "a signal to another process"
                 self.log(f"kinema train: stopped by {by} at step {self.step}; "
                          "run it again with --resume to continue")
-                return by
-        return None
+                return by, last_window
+        return None, last_window
 
     def _stop_requested(self, name: str) -> None:
         self.log(f"kinema train: {name} received: stopping after this step, with a checkpoint")
