@@ -18,6 +18,13 @@ reads decoded frame 2.
 
 With --generated N the probe also reads the transformer's own latents for N one-object prompts:
 whether the transformer drew the asked shape into the latents, and how often the decoder shows it.
+With --moving too, those prompts ask for a moving object and the probe reads latent frame 1 at
+the object's place in decoded frames 2 and 3 (where frames 1-4 are packed), like the scenes'.
+
+With --generated-pairs N (and --moving) it reads the transformer's latents for N of the benchmark's
+two-object prompts (relation and binding, both splits) that ask for a small moving star, where
+relation and binding fail most: every small moving object of those videos, found by its asked
+colour (the two objects' colours differ), is read like the one-object prompts'.
 """
 
 from __future__ import annotations
@@ -114,11 +121,13 @@ def build(vae, n: int, seed: int, size: str, width: int, height: int, radius: in
     return torch.stack(feats), labels, truth_reads, decoded_reads
 
 
-def generated(pipe, n: int, size: str, width: int, height: int, radius: int, seed: int = 3, decoders: tuple = ()):
-    """The transformer's own latents for `n` prompts of one still object of `size`: (probe inputs
-    at the object the analyzer finds in the decoded first frame, asked shape labels, analyzer shape
-    on the video's first frame, as generated and then decoded by each of `decoders`). Videos in
-    which the analyzer finds nothing are left out."""
+def generated(pipe, n: int, size: str, width: int, height: int, radius: int, seed: int = 3, decoders: tuple = (),
+              moving: bool = False):
+    """The transformer's own latents for `n` prompts of one object of `size`, still (or `moving`):
+    (probe inputs at the object the analyzer finds in the decoded first frame (moving: latent
+    frame 1, at the object's place in decoded frames 2 and 3), asked shape labels, analyzer shape
+    on the video's first frame (moving: frame 2), as generated and then decoded by each of
+    `decoders`). Videos in which the analyzer finds nothing there are left out."""
     from kinema.world.analyze import detect
     from kinema.world.captions import canonical_caption
     from kinema.world.spec import SHAPES
@@ -126,21 +135,63 @@ def generated(pipe, n: int, size: str, width: int, height: int, radius: int, see
     rng = np.random.default_rng(seed)
     feats, labels = [], []
     decoded_reads: list[list] = [[] for _ in range(1 + len(decoders))]
+    read = 2 if moving else 0
     for i in range(n):
-        spec = still_scene(rng, size, width, height)
+        spec = moving_scene(rng, size, width, height) if moving else still_scene(rng, size, width, height)
         video, windows = pipe.generate(canonical_caption(spec), size=f"{width}x{height}", seed=i,
                                        progress=False, return_latents=True)
-        frame = np.asarray(video.frames[0])
-        found = detect(frame, spec.background)
-        if not found:
+        found = [detect(np.asarray(video.frames[f]), spec.background) for f in ((2, 3) if moving else (0,))]
+        if not all(found):
             continue
-        obj = max(found, key=lambda d: d.area)
+        objs = [max(f, key=lambda d: d.area) for f in found]
+        x, y = float(np.mean([o.x for o in objs])), float(np.mean([o.y for o in objs]))
         z = windows[0]["latents"].float()                              # [1, C, t, h, w]
-        feats.append(latent_window(z[0], obj.x, obj.y, width // z.shape[-1], radius).flatten())
+        feats.append(latent_window(z[0, :, 1:] if moving else z[0], x, y, width // z.shape[-1], radius).flatten())
         labels.append(SHAPES.index(spec.objects[0].shape))
-        decoded_reads[0].append(obj.shape)
+        decoded_reads[0].append(objs[0].shape)
         for reads, dec in zip(decoded_reads[1:], decoders):
-            reads.append(analyzer_shape(decoded_frames(dec, z)[0], spec.background))
+            reads.append(analyzer_shape(decoded_frames(dec, z, read)[0], spec.background))
+    return torch.stack(feats), torch.tensor(labels), decoded_reads
+
+
+def generated_pairs(pipe, n: int, width: int, height: int, radius: int, decoders: tuple = ()):
+    """The transformer's latents for the first `n` relation and binding prompts of the benchmark
+    (seed 0, both splits, taken in turn) that ask for a small moving star: the same three things as
+    `generated`, one row per small moving object of those videos that the analyzer finds, by its
+    asked colour, in decoded frames 2 and 3."""
+    from kinema.eval.prompts import make_item
+    from kinema.world.analyze import detect
+    from kinema.world.spec import SHAPES
+
+    feats, labels = [], []
+    decoded_reads: list[list] = [[] for _ in range(1 + len(decoders))]
+    used, index = 0, 0
+    while used < n:
+        for category in ("relation", "binding"):
+            for split in ("seen", "heldout"):
+                item = make_item(category, split, index, width=width, height=height)
+                wanted = [o for o in item.spec.objects if o.size == "small" and o.motion != "still"]
+                if used >= n or not any(o.shape == "star" for o in wanted):
+                    continue
+                used += 1
+                video, windows = pipe.generate(item.prompt, size=f"{width}x{height}", seed=0, progress=False,
+                                               return_latents=True)
+                z = windows[0]["latents"].float()
+                found = [detect(np.asarray(video.frames[f]), item.spec.background) for f in (2, 3)]
+                for o in wanted:
+                    hits = [[d for d in f if d.color == o.color] for f in found]
+                    if not all(hits):
+                        continue
+                    objs = [max(h, key=lambda d: d.area) for h in hits]
+                    x, y = float(np.mean([d.x for d in objs])), float(np.mean([d.y for d in objs]))
+                    feats.append(latent_window(z[0, :, 1:], x, y, width // z.shape[-1], radius).flatten())
+                    labels.append(SHAPES.index(o.shape))
+                    decoded_reads[0].append(objs[0].shape)
+                    for reads, dec in zip(decoded_reads[1:], decoders):
+                        found_dec = [d for d in detect(decoded_frames(dec, z, 2)[0], item.spec.background)
+                                     if d.color == o.color]
+                        reads.append(max(found_dec, key=lambda d: d.area).shape if found_dec else None)
+        index += 1
     return torch.stack(feats), torch.tensor(labels), decoded_reads
 
 
@@ -191,7 +242,11 @@ def main() -> None:
                     help="objects that move at the default clip's speed; the probe reads latent frame 1, the "
                          "analyzer decoded frame 2 (--read-frame is then 2)")
     ap.add_argument("--generated", type=int, default=0,
-                    help="also read the model's transformer's latents for this many prompts of one still object")
+                    help="also read the model's transformer's latents for this many prompts of one object (still, or "
+                         "moving with --moving)")
+    ap.add_argument("--generated-pairs", type=int, default=0,
+                    help="with --moving: also read the transformer's latents for this many of the benchmark's "
+                         "relation and binding prompts that ask for a small moving star")
     args = ap.parse_args()
 
     from kinema.pipeline import Pipeline
@@ -199,11 +254,11 @@ def main() -> None:
     from kinema.world.spec import SHAPES
 
     width, height = (int(v) for v in args.resolution.split("x"))
-    if args.moving and args.generated:
-        ap.error("--moving reads rendered scenes only; --generated reads still prompts")
+    if args.generated_pairs and not args.moving:
+        ap.error("--generated-pairs reads moving stars: add --moving")
     if args.moving:
         args.read_frame = 2
-    pipe = Pipeline.from_pretrained(args.model) if args.generated else None
+    pipe = Pipeline.from_pretrained(args.model) if args.generated or args.generated_pairs else None
     vae = pipe.vae if pipe else load_vae(args.model) if args.model else Pipeline.from_pretrained().vae
     vae.eval().float()
     named = [d.split("=", 1) if "=" in d else (d, d) for d in args.decoder]
@@ -231,12 +286,24 @@ def main() -> None:
                       **{f"analyzer, {n}": hits(r, yte) for n, r in zip(names, decoded_reads)},
                       "analyzer, scene": hits(truth_reads, yte)})
     if args.generated:
-        xg, yg, reads = generated(pipe, args.generated, args.size, width, height, args.radius, decoders=decoders)
+        xg, yg, reads = generated(pipe, args.generated, args.size, width, height, args.radius, decoders=decoders,
+                                  moving=args.moving)
         with torch.no_grad():
             probe_gen = (predict(xg) == yg).numpy()
         print()
         print_table(f"the transformer's latents: {len(yg)} of {args.generated} prompts with an object found "
-                    f"(position from the analyzer on the generated first frame)",
+                    f"(position from the analyzer on the generated "
+                    f"{'frames 2 and 3' if args.moving else 'first frame'})",
+                    yg, {"probe on latents": probe_gen,
+                         **{f"analyzer, {n}": hits(r, yg) for n, r in zip(names, reads)}})
+    if args.generated_pairs:
+        xg, yg, reads = generated_pairs(pipe, args.generated_pairs, width, height, args.radius, decoders=decoders)
+        with torch.no_grad():
+            probe_gen = (predict(xg) == yg).numpy()
+        print()
+        print_table(f"the transformer's latents, two-object prompts: {len(yg)} small moving objects found by "
+                    f"their colour in {args.generated_pairs} relation and binding prompts that ask for a small "
+                    f"moving star (position from the analyzer on the generated frames 2 and 3)",
                     yg, {"probe on latents": probe_gen,
                          **{f"analyzer, {n}": hits(r, yg) for n, r in zip(names, reads)}})
 
