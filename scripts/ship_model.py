@@ -112,18 +112,10 @@ def main() -> None:
 
 def _same_latent_space(trained, other) -> str:
     """'' when `other` encodes like `trained` (the transformer's latent space); else the reason."""
-    # float16 tolerance: a fine-tune may start from the shipped float16 weights of the same encoder
-    def same(a, b) -> bool:
-        a, b = torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32)
-        return a.shape == b.shape and torch.allclose(a, b, rtol=2e-3, atol=1e-5)
+    from kinema.train.components import latent_space_difference
 
-    if not (same(trained.config.latent_mean, other.config.latent_mean)
-            and same(trained.config.latent_std, other.config.latent_std)):
-        return "--vae: its latent statistics differ from the trained autoencoder's; the transformer would not fit it"
-    mine, theirs = trained.encoder.state_dict(), other.encoder.state_dict()
-    if mine.keys() != theirs.keys() or any(not same(mine[k], theirs[k]) for k in mine):
-        return "--vae: its encoder differs from the trained autoencoder's; the transformer would not fit it"
-    return ""
+    problem = latent_space_difference(trained, other)
+    return f"--vae: {problem} from the trained autoencoder's; the transformer would not fit it" if problem else ""
 
 
 if __name__ == "__main__":

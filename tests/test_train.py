@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -351,6 +352,86 @@ def test_decoder_only_fine_tune_keeps_the_encoder_and_latent_statistics(tmp_path
     assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "none"),
                  "--quiet"]) == 2
     assert "needs `init` weights" in capsys.readouterr().err
+
+
+def test_decoder_can_learn_the_latents_a_transformer_draws(tmp_path, capsys, dit_run):
+    cfg = tmp_path / "regenerated.json"
+    cfg.write_text(json.dumps({"init": str(dit_run / "final"), "vae_trainable": "decoder", "steps": 2,
+                               "decoder_latents": "regenerated", "regenerate_times": [0.3, 0.6],
+                               "optim": {"lr": 1e-2, "warmup_steps": 0}}))
+    out = tmp_path / "regenerated"
+    assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(out)]) == 0
+    assert f"the decoder learns the latents {dit_run / 'final'}'s transformer draws (t from 0.3 to 0.6" \
+        in capsys.readouterr().err
+    name = "diffusion_pytorch_model.safetensors"
+    start, tuned = load_file(str(dit_run / "final" / "vae" / name)), load_file(str(out / "final" / name))
+    assert all(torch.equal(start[k], tuned[k]) for k in start if k.startswith("encoder."))
+    assert not all(torch.allclose(start[k], tuned[k]) for k in start if k.startswith("decoder."))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"decoder_latents": "generated"}, "decoder_latents: unknown value 'generated'"),
+    ({"decoder_latents": "regenerated"}, "it needs stage \"vae\" with vae_trainable \"decoder\""),
+    ({"decoder_latents": "regenerated", "vae_trainable": "decoder", "init": "x", "regenerate_times": [0.5, 0.2]},
+     "regenerate_times: must be [lo, hi] with 0 < lo <= hi <= 1"),
+    ({"decoder_latents": "regenerated", "vae_trainable": "decoder", "init": "x", "regenerate_times": [0, 0.5]},
+     "regenerate_times: must be [lo, hi] with 0 < lo <= hi <= 1"),
+    ({"decoder_latents": "regenerated", "vae_trainable": "decoder", "init": "x", "regenerate_share": 0},
+     "regenerate_share: must be above 0 and at most 1"),
+])
+def test_regenerated_decoder_latents_settings_are_checked(tmp_path, capsys, settings, message):
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(json.dumps(settings))
+    assert main(["train", "vae", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "out"),
+                 "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_regenerated_latents_come_from_the_transformer(tmp_path):
+    """Near t = 0 the transformer gives the clip's latents back; from near noise it draws its own
+    (far from them); clips not chosen keep a posterior sample; another latent space is refused."""
+    from kinema.layout import LAYOUT_CHANNELS
+    from kinema.models.dit import DiTConfig
+    from kinema.models.vae import VAEConfig
+    from kinema.pipeline import Pipeline
+    from kinema.train.components import load_vae
+    from kinema.train.regenerate import Regenerator
+    from kinema.world.sample import place_objects
+    from kinema.world.spec import ObjectSpec, SceneSpec
+
+    folder = tmp_path / "layout-model"
+    Pipeline.from_configs(VAEConfig(base_channels=8), DiTConfig(hidden_size=32, depth=2, num_heads=2,
+                                                                layout_channels=LAYOUT_CHANNELS + 4),
+                          steps=4, size="32x32", guidance=2.0).save_pretrained(folder)
+    vae = load_vae(folder / "vae").eval()
+    spec = SceneSpec(width=32, height=32, fps=12, num_frames=25, background="navy",
+                     objects=[ObjectSpec(shape="circle", color="red", size="large", motion="right")])
+    assert place_objects(spec, np.random.default_rng(0))
+    window = {**spec.to_dict(), "window_start": 16}
+    batch = {"caption": ["a red circle moving left", "a blue star"], "spec": [spec.to_dict(), window]}
+    with torch.no_grad():
+        mean, logvar = vae.posterior(torch.rand(2, 3, 5, 32, 32) * 2 - 1)
+
+    def remade(times, share, seed=0):
+        r = Regenerator(str(folder), vae, times, share, torch.device("cpu"))
+        return r(batch, mean, logvar, torch.Generator().manual_seed(seed)), r
+
+    near, r = remade((1e-4, 1e-4), 1.0)
+    layout = r._layout(batch["spec"], mean.shape)
+    assert layout.shape[:2] == (2, LAYOUT_CHANNELS + 4) and layout[0].abs().sum() > 0 and layout[1].abs().sum() > 0
+    assert not torch.equal(layout[0], layout[1])  # the window starts 16 frames on
+    std = vae.normalize(mean).std()
+    assert (near - mean).abs().max() < 0.01 * mean.abs().max() + 1e-3 * std
+    far, _ = remade((0.95, 0.95), 1.0)
+    assert (far - mean).abs().mean() > 20 * (near - mean).abs().mean()
+    kept, _ = remade((0.95, 0.95), 1e-9)
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(kept, mean + eps * torch.exp(0.5 * logvar))
+    other = load_vae(folder / "vae")
+    other.set_latent_stats([0.5] * other.config.latent_channels, [2.0] * other.config.latent_channels)
+    with pytest.raises(KinemaError, match="regenerate_from: .*its latent statistics differ"):
+        Regenerator(str(folder), other, (0.2, 0.5), 1.0, torch.device("cpu"))
 
 
 def test_decoder_fine_tune_can_grow_the_decoder_from_weights_without_the_extra_blocks(tmp_path, capsys, vae_run):

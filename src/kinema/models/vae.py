@@ -474,7 +474,7 @@ class CausalVideoVAE(nn.Module):
 
     def loss(self, x: Tensor, kl_weight: float = 1e-4, motion_weight: float = 0.0,
              edge_weight: float = 0.0, object_weight: float = 0.0,
-             object_balance: bool = False) -> dict[str, Tensor]:
+             object_balance: bool = False, latents: Tensor | None = None) -> dict[str, Tensor]:
         """dict(loss, recon, reg, rec): recon = MSE + L1 on pixels, plus L1 on frame-to-frame differences
         (`motion_weight`), on horizontal/vertical pixel differences (`edge_weight`) and MSE + L1
         averaged over foreground pixels only (`object_weight`, see `foreground_mask`; with
@@ -483,11 +483,17 @@ class CausalVideoVAE(nn.Module):
 
         The difference terms exist because on mostly-flat frames a pixel loss is dominated by the
         background: a blurred or ghosting moving object costs little, yet it is what a viewer (and
-        the analyzer) sees first."""
-        mean, logvar = self.posterior(x)
-        z = mean
-        if self.training:
-            z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+        the analyzer) sees first.
+
+        `latents` (raw, as `posterior` gives them) are decoded instead of the encoder's, for training
+        the decoder alone on latents made another way; reg is then 0."""
+        if latents is None:
+            mean, logvar = self.posterior(x)
+            z = mean
+            if self.training:
+                z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+        else:
+            z = latents
         rec = self.decoder(z)
         recon = F.mse_loss(rec, x) + F.l1_loss(rec, x)
         if motion_weight > 0 and x.shape[2] > 1:
@@ -501,7 +507,8 @@ class CausalVideoVAE(nn.Module):
             per_pixel = (err + err.pow(2)).mean(dim=1)
             weight = area_balanced_weights(mask) if object_balance else mask.float()
             recon = recon + object_weight * (per_pixel * weight).sum() / weight.sum().clamp(min=1)
-        reg = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+        reg = (0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean() if latents is None
+               else rec.new_zeros(()))
         return {"loss": recon + kl_weight * reg, "recon": recon, "reg": reg, "rec": rec}
 
     def num_params(self) -> int:

@@ -58,6 +58,23 @@ def load_vae(path: str | os.PathLike):
     return _load_component(path.parent, path.name, VAEConfig, CausalVideoVAE)
 
 
+def latent_space_difference(trained, other) -> str:
+    """'' when autoencoder `other` encodes like `trained` (same encoder weights and latent
+    statistics, to float16 rounding: a fine-tune may start from shipped float16 weights), so a
+    transformer trained on one fits the other; else which of the two differs."""
+    def same(a, b) -> bool:
+        a, b = torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32)
+        return a.shape == b.shape and torch.allclose(a, b, rtol=2e-3, atol=1e-5)
+
+    if not (same(trained.config.latent_mean, other.config.latent_mean)
+            and same(trained.config.latent_std, other.config.latent_std)):
+        return "its latent statistics differ"
+    mine, theirs = trained.encoder.state_dict(), other.encoder.state_dict()
+    if mine.keys() != theirs.keys() or any(not same(mine[k], theirs[k].to(mine[k].device)) for k in mine):
+        return "its encoder differs"
+    return ""
+
+
 def save_vae(vae, path: Path) -> None:
     """config.json + diffusion_pytorch_model.safetensors: the layout of a pipeline's vae/ folder."""
     from safetensors.torch import save_file
@@ -72,8 +89,8 @@ class VAETrainModule(nn.Module):
     """What DDP/FSDP wrap in the VAE stage: forward(x, mode) so every use goes through forward
     (the wrappers' hooks see it). mode: "loss" -> the loss (with `critic` and `boxes`, plus
     `shape_weight` times the critic's cross-entropy on the reconstruction's object crops, kept in
-    `last_shape_loss`); "recon" -> reconstruction from the posterior mean; "raw" -> raw
-    (unnormalised) latents."""
+    `last_shape_loss`; with `latents`, those raw latents are decoded instead of the encoder's);
+    "recon" -> reconstruction from the posterior mean; "raw" -> raw (unnormalised) latents."""
 
     def __init__(self, vae, kl_weight: float = 1e-4, motion_weight: float = 0.0, edge_weight: float = 0.0,
                  object_weight: float = 0.0, object_balance: bool = False, shape_weight: float = 0.0):
@@ -88,14 +105,14 @@ class VAETrainModule(nn.Module):
         self.object_balance = object_balance
 
     def forward(self, x: torch.Tensor, mode: str = "loss", critic: nn.Module | None = None,
-                boxes: torch.Tensor | None = None):
+                boxes: torch.Tensor | None = None, latents: torch.Tensor | None = None):
         vae = self.vae
         if mode == "loss":
             self.last_shape_loss = None
             if hasattr(vae, "loss"):
                 out = vae.loss(x, kl_weight=self.kl_weight, motion_weight=self.motion_weight,
                                edge_weight=self.edge_weight, object_weight=self.object_weight,
-                               object_balance=self.object_balance)
+                               object_balance=self.object_balance, latents=latents)
                 if critic is None or boxes is None or not len(boxes) or self.shape_weight == 0:
                     return out["loss"]
                 from .shape_critic import shape_loss

@@ -89,6 +89,13 @@ class TrainConfig:
     vae_trainable: str = "all"         # "all" | "decoder": keep the encoder (and latent statistics) of
                                        # `init`, so the latent space, and a transformer trained on it, stay valid
     latent_stats_batches: int = 8      # batches for the per-channel latent mean/std at the end
+    decoder_latents: str = "encoded"   # vae with vae_trainable "decoder": what the decoder learns to decode:
+                                       # "encoded" (posterior samples of each clip) or "regenerated" (each
+                                       # clip's latents noised to a time in regenerate_times and denoised back
+                                       # by a trained pipeline's transformer: what it draws; kinema.train.regenerate)
+    regenerate_from: str = ""          # decoder_latents "regenerated": that pipeline folder ("" = `init`)
+    regenerate_times: list = field(default_factory=lambda: [0.2, 0.5])  # [lo, hi] start times, 1 = noise
+    regenerate_share: float = 1.0      # share of the clips remade; the others keep their posterior sample
     # dit
     vae: str = ""                      # VAE export folder (OUT/final of a vae run); "" = random (smoke only)
     text_encoder: str = ""             # local Hugging Face encoder; "" = the default MiniLM
@@ -375,6 +382,22 @@ def validate(cfg: TrainConfig) -> TrainConfig:
          f"vae_trainable: unknown value {cfg.vae_trainable!r}; allowed: all, decoder")
     need(cfg.vae_trainable == "all" or cfg.stage != "vae" or bool(cfg.init),
          "vae_trainable: \"decoder\" keeps the encoder, so it needs `init` weights to keep")
+    need(cfg.decoder_latents in ("encoded", "regenerated"),
+         f"decoder_latents: unknown value {cfg.decoder_latents!r}; allowed: encoded, regenerated")
+    if cfg.decoder_latents == "regenerated":
+        need(cfg.stage == "vae" and cfg.vae_trainable == "decoder",
+             "decoder_latents: \"regenerated\" trains the decoder on a transformer's latents, which fit only "
+             "the encoder it was trained on: it needs stage \"vae\" with vae_trainable \"decoder\"")
+        need(bool(cfg.regenerate_from or cfg.init),
+             "decoder_latents: \"regenerated\" needs a trained pipeline: set regenerate_from (or init)")
+        times = cfg.regenerate_times
+        need(isinstance(times, (list, tuple)) and len(times) == 2
+             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in times)
+             and 0 < times[0] <= times[1] <= 1,
+             f"regenerate_times: must be [lo, hi] with 0 < lo <= hi <= 1 (1 = pure noise), got {times!r}")
+        need(isinstance(cfg.regenerate_share, (int, float)) and math.isfinite(cfg.regenerate_share)
+             and 0 < cfg.regenerate_share <= 1,
+             f"regenerate_share: must be above 0 and at most 1, got {cfg.regenerate_share!r}")
     parse_buckets(cfg.data.buckets)
     if cfg.pipeline:
         from ..pipeline import DEFAULT_CONFIG

@@ -132,6 +132,7 @@ class Trainer:
         self.ema: EMA | None = None
         self.teacher: nn.Module | None = None  # guidance distillation
         self.foreground = None  # dit object loss: latents -> where the objects are
+        self.regenerator = None  # vae decoder_latents "regenerated": a pipeline's transformer remaking latents
         self.bad_steps = 0  # steps in a row skipped for non-finite gradients
         self.pbar = None
         self.metrics_path = self.out / "metrics.jsonl"
@@ -231,6 +232,13 @@ class Trainer:
                 self.vae.encoder.requires_grad_(False)
                 self.vae.set_latent_stats(loaded.config.latent_mean, loaded.config.latent_std)
                 self.log("kinema train: training the decoder only (encoder and latent statistics kept)")
+        if cfg.stage == "vae" and cfg.decoder_latents == "regenerated":
+            from .regenerate import Regenerator
+
+            source = cfg.regenerate_from or cfg.init
+            self.regenerator = Regenerator(source, self.vae, tuple(cfg.regenerate_times), cfg.regenerate_share, dev)
+            self.log(f"kinema train: the decoder learns the latents {source}'s transformer draws "
+                     f"({self.regenerator.description})")
         if cfg.stage == "dit" and cfg.guidance_distill > 0:
             # the teacher: the init weights, frozen; the student starts as a copy of it
             self.teacher = copy.deepcopy(self.raw).eval().requires_grad_(False)
@@ -407,8 +415,13 @@ class Trainer:
         if self.cfg.stage == "vae":
             x = _video_on(batch["video"], dev)
             boxes = self._object_boxes(batch, x.shape) if self.critic is not None else None
+            latents = None
+            if self.regenerator is not None:
+                with torch.no_grad():
+                    mean, logvar = self.vae.posterior(x)
+                latents = self.regenerator(batch, mean.float(), logvar.float(), self.gen)
             with self.autocast():
-                loss = self.model(x, "loss", critic=self.critic, boxes=boxes)
+                loss = self.model(x, "loss", critic=self.critic, boxes=boxes, latents=latents)
             self._last_x = x
             shape = self.raw.last_shape_loss
             return loss.float(), x.shape[0], ({"shape_loss": shape} if shape is not None else {})
