@@ -285,28 +285,25 @@ def main() -> None:
                 yte, {"probe on latents": probe_test,
                       **{f"analyzer, {n}": hits(r, yte) for n, r in zip(names, decoded_reads)},
                       "analyzer, scene": hits(truth_reads, yte)})
+    def report_generated(title: str, xg: torch.Tensor, yg: torch.Tensor, reads: list[list]) -> None:
+        with torch.no_grad():
+            probe_gen = (predict(xg) == yg).numpy()
+        print()
+        print_table(title, yg, {"probe on latents": probe_gen,
+                                **{f"analyzer, {n}": hits(r, yg) for n, r in zip(names, reads)}})
+
     if args.generated:
         xg, yg, reads = generated(pipe, args.generated, args.size, width, height, args.radius, decoders=decoders,
                                   moving=args.moving)
-        with torch.no_grad():
-            probe_gen = (predict(xg) == yg).numpy()
-        print()
-        print_table(f"the transformer's latents: {len(yg)} of {args.generated} prompts with an object found "
-                    f"(position from the analyzer on the generated "
-                    f"{'frames 2 and 3' if args.moving else 'first frame'})",
-                    yg, {"probe on latents": probe_gen,
-                         **{f"analyzer, {n}": hits(r, yg) for n, r in zip(names, reads)}})
+        report_generated(f"the transformer's latents: {len(yg)} of {args.generated} prompts with an object found "
+                         f"(position from the analyzer on the generated "
+                         f"{'frames 2 and 3' if args.moving else 'first frame'})", xg, yg, reads)
     if args.generated_pairs:
         xg, yg, reads = generated_pairs(pipe, args.generated_pairs, width, height, args.radius, decoders=decoders)
-        with torch.no_grad():
-            probe_gen = (predict(xg) == yg).numpy()
-        print()
-        print_table(f"the transformer's latents, two-object prompts: {len(yg)} small moving objects found by "
-                    f"their colour in {args.generated_pairs} relation and binding prompts that ask for a small "
-                    f"moving star (position from the analyzer on the generated frames 2 and 3)",
-                    yg, {"probe on latents": probe_gen,
-                         **{f"analyzer, {n}": hits(r, yg) for n, r in zip(names, reads)}})
-
+        report_generated(f"the transformer's latents, two-object prompts: {len(yg)} small moving objects found "
+                         f"by their colour in {args.generated_pairs} relation and binding prompts that ask for a "
+                         f"small moving star (position from the analyzer on the generated frames 2 and 3)",
+                         xg, yg, reads)
 
 if __name__ == "__main__":
     main()
