@@ -30,6 +30,7 @@ colour (the two objects' colours differ), is read like the one-object prompts'.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import numpy as np
@@ -144,9 +145,8 @@ def generated(pipe, n: int, size: str, width: int, height: int, radius: int, see
         if not all(found):
             continue
         objs = [max(f, key=lambda d: d.area) for f in found]
-        x, y = float(np.mean([o.x for o in objs])), float(np.mean([o.y for o in objs]))
         z = windows[0]["latents"].float()                              # [1, C, t, h, w]
-        feats.append(latent_window(z[0, :, 1:] if moving else z[0], x, y, width // z.shape[-1], radius).flatten())
+        feats.append(latents_at(z, objs, moving, width, radius))
         labels.append(SHAPES.index(spec.objects[0].shape))
         decoded_reads[0].append(objs[0].shape)
         for reads, dec in zip(decoded_reads[1:], decoders):
@@ -154,44 +154,54 @@ def generated(pipe, n: int, size: str, width: int, height: int, radius: int, see
     return torch.stack(feats), torch.tensor(labels), decoded_reads
 
 
-def generated_pairs(pipe, n: int, width: int, height: int, radius: int, decoders: tuple = ()):
-    """The transformer's latents for the first `n` relation and binding prompts of the benchmark
-    (seed 0, both splits, taken in turn) that ask for a small moving star: the same three things as
-    `generated`, one row per small moving object of those videos that the analyzer finds, by its
-    asked colour, in decoded frames 2 and 3."""
+def latents_at(z: torch.Tensor, objs: list, moving: bool, width: int, radius: int) -> torch.Tensor:
+    """Probe inputs from generated latents z [1, C, t, h, w] at the mean place of `objs` (the
+    analyzer's detections of one object): latent frame 1 for a moving object, else frame 0."""
+    x, y = float(np.mean([o.x for o in objs])), float(np.mean([o.y for o in objs]))
+    return latent_window(z[0, :, 1:] if moving else z[0], x, y, width // z.shape[-1], radius).flatten()
+
+
+def small_moving_star_items(width: int, height: int):
+    """The benchmark's relation and binding prompts (seed 0; index by index, relation then binding,
+    seen then held-out) that ask for a small moving star, without end."""
     from kinema.eval.prompts import make_item
+
+    for index in itertools.count():
+        for category in ("relation", "binding"):
+            for split in ("seen", "heldout"):
+                item = make_item(category, split, index, width=width, height=height)
+                if any(o.shape == "star" and o.size == "small" and o.motion != "still" for o in item.spec.objects):
+                    yield item
+
+
+def generated_pairs(pipe, n: int, width: int, height: int, radius: int, decoders: tuple = ()):
+    """The transformer's latents for the first `n` of `small_moving_star_items`: the same three
+    things as `generated`, one row per small moving object of those videos that the analyzer finds,
+    by its asked colour, in decoded frames 2 and 3."""
     from kinema.world.analyze import detect
     from kinema.world.spec import SHAPES
 
     feats, labels = [], []
     decoded_reads: list[list] = [[] for _ in range(1 + len(decoders))]
-    used, index = 0, 0
-    while used < n:
-        for category in ("relation", "binding"):
-            for split in ("seen", "heldout"):
-                item = make_item(category, split, index, width=width, height=height)
-                wanted = [o for o in item.spec.objects if o.size == "small" and o.motion != "still"]
-                if used >= n or not any(o.shape == "star" for o in wanted):
-                    continue
-                used += 1
-                video, windows = pipe.generate(item.prompt, size=f"{width}x{height}", seed=0, progress=False,
-                                               return_latents=True)
-                z = windows[0]["latents"].float()
-                found = [detect(np.asarray(video.frames[f]), item.spec.background) for f in (2, 3)]
-                for o in wanted:
-                    hits = [[d for d in f if d.color == o.color] for f in found]
-                    if not all(hits):
-                        continue
-                    objs = [max(h, key=lambda d: d.area) for h in hits]
-                    x, y = float(np.mean([d.x for d in objs])), float(np.mean([d.y for d in objs]))
-                    feats.append(latent_window(z[0, :, 1:], x, y, width // z.shape[-1], radius).flatten())
-                    labels.append(SHAPES.index(o.shape))
-                    decoded_reads[0].append(objs[0].shape)
-                    for reads, dec in zip(decoded_reads[1:], decoders):
-                        found_dec = [d for d in detect(decoded_frames(dec, z, 2)[0], item.spec.background)
-                                     if d.color == o.color]
-                        reads.append(max(found_dec, key=lambda d: d.area).shape if found_dec else None)
-        index += 1
+    for item in itertools.islice(small_moving_star_items(width, height), n):
+        video, windows = pipe.generate(item.prompt, size=f"{width}x{height}", seed=0, progress=False,
+                                       return_latents=True)
+        z = windows[0]["latents"].float()
+        found = [detect(np.asarray(video.frames[f]), item.spec.background) for f in (2, 3)]
+        for o in item.spec.objects:
+            if o.size != "small" or o.motion == "still":
+                continue
+            hits = [[d for d in f if d.color == o.color] for f in found]
+            if not all(hits):
+                continue
+            objs = [max(h, key=lambda d: d.area) for h in hits]
+            feats.append(latents_at(z, objs, True, width, radius))
+            labels.append(SHAPES.index(o.shape))
+            decoded_reads[0].append(objs[0].shape)
+            for reads, dec in zip(decoded_reads[1:], decoders):
+                found_dec = [d for d in detect(decoded_frames(dec, z, 2)[0], item.spec.background)
+                             if d.color == o.color]
+                reads.append(max(found_dec, key=lambda d: d.area).shape if found_dec else None)
     return torch.stack(feats), torch.tensor(labels), decoded_reads
 
 

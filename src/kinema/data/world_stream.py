@@ -16,6 +16,14 @@ from ..world.sample import check_group_probability, check_weights_scope, sample_
 from ..world.spec import SceneSpec, SpecError
 
 
+def scene_and_window_start(item_spec: dict) -> tuple[SceneSpec, int]:
+    """A stream item's spec dict -> (its scene, the scene frame the clip starts at): 0 for a whole
+    scene, "window_start" for a window of a longer one (`WorldStream(window_of_frames=...)`)."""
+    d = dict(item_spec)
+    start = int(d.pop("window_start", 0))
+    return SceneSpec.from_dict(d), start
+
+
 class WorldStream(IterableDataset):
     """Yields {"video": float [3, T, H, W] in [-1, 1], "caption": str, "spec": dict}.
 

@@ -43,6 +43,7 @@ class Regenerator:
         self.share = float(share)
         self.device = device
         self.settings = self.pipe.resolve_sampling()
+        self.guidance_interval = self.pipe._guidance_interval(None)
         with torch.no_grad():
             states, mask = self.pipe.encode_text([""])
         self.uncond = (states, mask)
@@ -59,15 +60,13 @@ class Regenerator:
         channels = int(getattr(self.pipe.transformer.config, "layout_channels", 0) or 0)
         if not channels or specs is None:
             return None
+        from ..data.world_stream import scene_and_window_start
         from ..layout import layout_batch, outline_side
-        from ..world.spec import SceneSpec
 
         _, _, t, h, w = shape
         rows = []
         for d in specs:
-            d = dict(d or {})
-            start = int(d.pop("window_start", 0))
-            scene = SceneSpec.from_dict(d) if d else None
+            scene, start = scene_and_window_start(d) if d else (None, 0)
             rows.append(layout_batch([scene], t, h, w, self.pipe.vae.config.temporal_downsample,
                                      start_frame=start, outline=outline_side(channels)))
         return torch.cat(rows).to(self.device)
@@ -100,7 +99,6 @@ class Regenerator:
             z = sample(self.pipe.transformer, noise, states, mask, uncond_states=self.uncond[0],
                        uncond_mask=self.uncond[1], guidance=s["guidance"], steps=s["steps"],
                        shift=self.pipe._shift(t, h, w, s["shift"]), start_t=start, init_latents=init,
-                       sampler=s["sampler"], layout=layout,
-                       guidance_interval=tuple(s["guidance_interval"]) if "guidance_interval" in s else None)
+                       sampler=s["sampler"], layout=layout, guidance_interval=self.guidance_interval)
         out[chosen] = vae.denormalize(z.float()).to(out.dtype)
         return out

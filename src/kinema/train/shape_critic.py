@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..world.spec import BACKGROUNDS, SHAPES, SceneSpec
+from ..data.world_stream import scene_and_window_start
+from ..world.spec import BACKGROUNDS, SHAPES
 
 CROP = 24          # pixels a side the crop is resampled to
 MARGIN = 1.3       # crop half-side / object half-extent: the outline and a rim of background
@@ -54,9 +55,7 @@ def object_boxes(specs: Sequence[dict], num_frames: int, width: int, height: int
     window_start + f of that scene."""
     rows = []
     for b, d in enumerate(specs):
-        d = dict(d)
-        start = int(d.pop("window_start", 0))
-        spec = SceneSpec.from_dict(d)
+        spec, start = scene_and_window_start(d)
         bg = [c / 127.5 - 1.0 for c in BACKGROUNDS[spec.background]]
         for obj in spec.objects:
             hx, hy = spec.half_extent(obj)
