@@ -57,6 +57,9 @@ def test_compare_reads_runs_and_flags_a_loss(tmp_path):
     assert result["object_alive"]["verdict"] == "worse" and result["items"] == 40
     text = markdown(result, "A", "B")
     assert "colour | seen | 100.0% | 25.0% | -75.0" in text and "Worse beyond the interval: colour (seen)" in text
+    # rows neither run judged (here every category but the single-object ones) are named, not tabled
+    assert "| count (1-3) |" not in text and "| shape | seen |" in text
+    assert "Not in both runs: colour (heldout), shape (heldout)" in text and "motion direction (heldout), count (1-3), " in text
 
 
 def test_compare_refuses_runs_of_different_benchmarks(tmp_path):

@@ -137,9 +137,15 @@ def markdown(result: dict, name_a: str, name_b: str) -> str:
              f"{result['items']} items judged by both (same prompts and seeds). Difference B − A in "
              "percentage points, 95% interval from the discordant pairs.", "",
              "| category | split | A | B | B − A | 95% interval | verdict |", "|---|---|---|---|---|---|---|"]
+    unjudged = []
     for row in result["rows"]:
+        empty = [split for split in ("seen", "heldout") if not row[split]["n"]]
+        if empty:
+            unjudged.append(row["category"] if len(empty) == 2 else f"{row['category']} ({empty[0]})")
         for split in ("seen", "heldout"):
             d = row[split]
+            if not d["n"]:
+                continue
             lo, hi = d["ci95"]
             lines.append(f"| {row['category']} | {split} | {_pct(d['rate_a'])} | {_pct(d['rate_b'])} | "
                          f"{_pct(d['diff'], True)} | {_pct(lo, True)} to {_pct(hi, True)} | {d['verdict']} |")
@@ -152,5 +158,8 @@ def markdown(result: dict, name_a: str, name_b: str) -> str:
                      f"{st['ci95'][0]:+.1e} to {st['ci95'][1]:+.1e} | {st['verdict']} |")
     worse = [f"{r['category']} ({s})" for r in result["rows"] for s in ("seen", "heldout") if r[s]["verdict"] == "worse"]
     worse += ["object kept alive"] * (al["verdict"] == "worse") + ["temporal stability"] * (st["verdict"] == "worse")
-    lines += ["", f"Worse beyond the interval: {', '.join(worse) if worse else 'nothing'}.", ""]
+    lines += ["", f"Worse beyond the interval: {', '.join(worse) if worse else 'nothing'}."]
+    if unjudged:  # e.g. a run of a few categories (`kinema eval --categories`)
+        lines += ["", f"Not in both runs: {', '.join(unjudged)}."]
+    lines.append("")
     return "\n".join(lines)
