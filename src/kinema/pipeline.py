@@ -261,13 +261,11 @@ class _Engine:
         self.timings["encode"] += time.perf_counter() - t0
         return z
 
-    @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         t0 = time.perf_counter()
-        with bf16_autocast(z.device, decode_dtype(self.pipe.config["decode_precision"], z.device)):
-            x = self.pipe.vae.decode(z, chunk_size=self.pipe.config.get("decode_chunk_size"))[0].float()
+        x = self.pipe.decode_window(z)
         self.timings["decode"] += time.perf_counter() - t0
-        return x.clamp(-1.0, 1.0)
+        return x
 
     def _cond(self, n, first, last, like_shape):
         cond = torch.zeros(like_shape, device=self.pipe.device)
@@ -792,8 +790,10 @@ class Pipeline:
                        negative_prompt: str | None = None, sampler: str | None = None,
                        shift: float | None = None, progress: bool = False,
                        layout: bool | None = None,
-                       guidance_interval: tuple[float, float] | None = None) -> list[Video]:
-        """Text->video for many prompts at once, one window each, batched through the transformer.
+                       guidance_interval: tuple[float, float] | None = None,
+                       return_latents: bool = False) -> list[Video] | tuple[list[Video], torch.Tensor]:
+        """Text->video for many prompts at once, one window each, batched through the transformer;
+        with `return_latents`, also the drawn latents [B, C, n, h, w] (for `videos_from_latents`).
 
         Each video equals `generate(prompt, seed=seed, ...)` up to float rounding: the same
         per-seed noise, schedule and guidance. Used by `kinema eval`; clips longer than one window
@@ -828,10 +828,8 @@ class Pipeline:
                        uncond_mask=mask[-1:], guidance=guidance, steps=steps,
                        shift=self._shift(n, run.lat_h, run.lat_w, shift), sampler=sampler,
                        generators=generators, layout=layouts, guidance_interval=interval).float()
-        engine = _Engine(run, None, 0)
-        videos = []
+        metadata = []
         for i, prompt in enumerate(prompts):
-            frames = engine.decode(z[i:i + 1])[:, :count]
             meta = {"generator": "kinema", "model": str(cfg.get("model_name")), "prompt": prompt,
                     "seed": int(seeds[i]), "mode": "t2v", "steps": steps, "guidance": guidance,
                     "sampler": sampler, "shift": shift, "size": f"{width}x{height}", "num_frames": count,
@@ -840,7 +838,32 @@ class Pipeline:
                 meta["guidance_interval"] = list(interval)
             if plans[i] is not None:
                 meta["plan"] = plans[i]
-            videos.append(Video(_float_to_u8(_resize(frames, height, width)), fps=fps, metadata=meta))
+            metadata.append(meta)
+        videos = self.videos_from_latents(z, metadata)
+        return (videos, z.cpu()) if return_latents else videos
+
+    @torch.no_grad()
+    def decode_window(self, z: torch.Tensor) -> torch.Tensor:
+        """One window's latents [1, C, n, h, w] -> frames [3, T, H, W] in [-1, 1], at the
+        pipeline's decode precision and chunking."""
+        with bf16_autocast(z.device, decode_dtype(self.config["decode_precision"], z.device)):
+            x = self.vae.decode(z, chunk_size=self.config.get("decode_chunk_size"))[0].float()
+        return x.clamp(-1.0, 1.0)
+
+    def videos_from_latents(self, latents: torch.Tensor, metadata: list[dict]) -> list[Video]:
+        """Latents [B, C, n, h, w] of one window each, as `generate_batch` draws them -> videos
+        decoded by this pipeline's autoencoder (`kinema eval --latents-from` judges a new decoder on
+        a run's kept latents this way). Each metadata dict, as generate_batch writes it (`size`
+        'WxH', `num_frames`, `fps`, ...), names its video's frames and becomes its metadata."""
+        if latents.dim() != 5 or latents.shape[1] != self.latent_channels or latents.shape[0] != len(metadata):
+            raise KinemaError(f"latents of shape {tuple(latents.shape)} for {len(metadata)} videos: this "
+                              f"pipeline decodes [videos, {self.latent_channels}, frames, height, width]")
+        videos = []
+        for i, meta in enumerate(metadata):
+            width, height = parse_size(meta["size"])
+            frames = self.decode_window(latents[i:i + 1].to(self.device))[:, :int(meta["num_frames"])]
+            videos.append(Video(_float_to_u8(_resize(frames, height, width)), fps=float(meta["fps"]),
+                                metadata=dict(meta)))
         return videos
 
     # ----- modes ------------------------------------------------------------------------------

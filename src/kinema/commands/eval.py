@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "as a whole run, e.g. to check one row before a whole benchmark (default: all)")
     p.add_argument("--no-layout", action="store_true",
                    help="a model with a scene planner: do not plan the scenes (the words alone steer)")
+    p.add_argument("--keep-latents", action="store_true",
+                   help="also write the drawn latents to OUTPUT/latents.safetensors (~57 kB a default clip), "
+                   "for --latents-from")
+    p.add_argument("--latents-from", default=None, metavar="RUN",
+                   help="decode the latents an earlier run kept (--keep-latents) instead of sampling: judges a "
+                   "new decoder on the same transformer (refused for another transformer or latent space)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=None, help="analyzer processes")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -64,7 +70,8 @@ def _eval(args) -> int:
                       guidance=args.guidance, sampler=args.sampler, shift=args.shift,
                       guidance_interval=args.guidance_interval, batch_size=args.batch_size,
                       workers=args.workers, model_name=args.model or "kinema-tiny",
-                      categories=args.categories)
+                      categories=args.categories, keep_latents=args.keep_latents,
+                      latents_from=args.latents_from)
     from ..eval.run import markdown
 
     print(markdown(report))

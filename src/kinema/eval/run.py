@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Callable
 
 
+from ..errors import KinemaError
 from ..video import grid_image
 from ..world.analyze import analyze_frames
 from ..world.spec import SceneSpec
 from .judge import judge
+from .kept_latents import KeptLatents, LatentKeeper
 from .prompts import Item, benchmark_items, check_categories
 from .stats import mean_interval, wilson_interval
 
@@ -53,13 +55,28 @@ def _detected(obj: dict) -> dict:
 
 def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batch_size: int = 16,
                  on_progress: Callable[[int, int], None] | None = None, sampler: str | None = None,
-                 shift: float | None = None, guidance_interval: tuple[float, float] | None = None):
-    """Yield (item, seed, Video) for every item and seed, batched when the pipeline can."""
+                 shift: float | None = None, guidance_interval: tuple[float, float] | None = None,
+                 keeper: LatentKeeper | None = None, kept: KeptLatents | None = None):
+    """Yield (item, seed, Video) for every item and seed, batched when the pipeline can. With
+    `keeper`, each video's latents are handed to it; with `kept`, nothing is sampled: a run's kept
+    latents are decoded by this pipeline."""
     jobs = [(item, seed) for item in items for seed in seeds]
     batched = hasattr(pipe, "generate_batch")
+    if (keeper or kept) and not batched:
+        raise KinemaError("keeping or reusing latents needs a Kinema pipeline (one that samples in batches)")
+    if kept is not None:
+        kept.check(jobs)
     done = 0
     for start in range(0, len(jobs), batch_size if batched else 1):
         chunk = jobs[start:start + (batch_size if batched else 1)]
+        if kept is not None:
+            latents, metadata = kept.batch(chunk)
+            videos = pipe.videos_from_latents(latents, metadata)
+            yield from ((item, seed, video) for (item, seed), video in zip(chunk, videos))
+            done += len(chunk)
+            if on_progress:
+                on_progress(done, len(jobs))
+            continue
         first = chunk[0][0].spec
         kwargs = dict(num_frames=first.num_frames, size=f"{first.width}x{first.height}", fps=first.fps,
                       steps=steps, guidance=guidance, sampler=sampler, shift=shift)
@@ -67,7 +84,11 @@ def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batc
             kwargs["guidance_interval"] = guidance_interval
         if batched:
             videos = pipe.generate_batch([it.prompt for it, _ in chunk], seeds=[s for _, s in chunk],
-                                         progress=False, **kwargs)
+                                         progress=False, return_latents=keeper is not None, **kwargs)
+            if keeper is not None:
+                videos, latents = videos
+                for i, ((item, seed), video) in enumerate(zip(chunk, videos)):
+                    keeper.add(item, seed, latents[i], video.metadata)
         else:
             videos = [pipe.generate(chunk[0][0].prompt, seed=chunk[0][1], progress=False, **kwargs)]
         for (item, seed), video in zip(chunk, videos):
@@ -82,11 +103,23 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
              sampler: str | None = None, shift: float | None = None,
              guidance_interval: tuple[float, float] | None = None,
              model_name: str = "", progress: bool = True, size_kwargs: dict | None = None,
-             items: list[Item] | None = None, categories=None) -> dict:
+             items: list[Item] | None = None, categories=None, keep_latents: bool = False,
+             latents_from: str | os.PathLike | None = None) -> dict:
     """`size_kwargs` (width, height, fps, num_frames) overrides the default 2 s 128×128 12 fps clip.
     `items` replaces the benchmark's first `n` prompts per category and split (e.g. fresh prompts
     beyond them, to re-test a comparison). `categories` (e.g. ("count",)) runs only those
-    categories' prompts, the same ones a whole run makes."""
+    categories' prompts, the same ones a whole run makes. `keep_latents` writes the drawn latents
+    to OUT/latents.safetensors; `latents_from` (a run that kept them) decodes those instead of
+    sampling, with the sampling settings that run used (see `kept_latents`)."""
+    kept = None
+    if latents_from is not None and keep_latents:
+        raise KinemaError("--keep-latents with --latents-from: the latents are already kept in that run")
+    if latents_from is not None:
+        if any(x is not None for x in (steps, guidance, sampler, shift, guidance_interval)):
+            raise KinemaError("--latents-from decodes latents already drawn: sampling settings "
+                              "(steps, guidance, sampler, shift, guidance interval) do not apply")
+        kept = KeptLatents(latents_from, pipe)
+    keeper = LatentKeeper(pipe) if keep_latents else None
     chosen = None if categories is None else check_categories(categories)
     if items is None:
         items = benchmark_items(n, categories=chosen, **(size_kwargs or {}))
@@ -120,7 +153,8 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
     try:
         for item, seed, video in generate_all(pipe, items, seeds, steps, guidance, batch_size,
                                                   sampler=sampler, shift=shift,
-                                                  guidance_interval=guidance_interval):
+                                                  guidance_interval=guidance_interval,
+                                                  keeper=keeper, kept=kept):
             args = (item.category, item.spec.to_dict(), video.frames)
             fut = pool.submit(_analyze_and_judge, args) if pool else _analyze_and_judge(args)
             pending.append((item, seed, video, fut))
@@ -140,6 +174,10 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
     settings = (pipe.resolve_sampling(steps, guidance, sampler, shift, **asked)
                 if hasattr(pipe, "resolve_sampling") else None)
     only = {} if chosen is None else {"categories": list(chosen)}
+    if kept is not None:
+        settings, only["latents_from"] = kept.settings, str(kept.path)
+    if keeper is not None:
+        keeper.save(out, settings)
     report = summarize(records, n=n, seeds=list(seeds), elapsed=elapsed, model=model_name, steps=steps,
                        guidance=guidance, sampler=sampler, shift=shift, settings=settings, **only)
     _write(out, report, records, sheet_cells)
@@ -202,7 +240,9 @@ def markdown(report: dict) -> str:
     lines = [f"# Kinema benchmark — {meta.get('model') or 'model'}", "",
              f"{meta['videos']} videos ({meta['n']} prompts per category and split × {len(meta['seeds'])} seeds{only}), "
              f"{_settings_text(meta)}, "
-             f"{meta['elapsed']:.0f} s. Judge: the world analyzer. Intervals: 95% Wilson.", "",
+             f"{meta['elapsed']:.0f} s. Judge: the world analyzer. Intervals: 95% Wilson."
+             + (f" Latents drawn by the same transformer in an earlier run ({meta['latents_from']}), decoded "
+                "by this pipeline." if meta.get("latents_from") else ""), "",
              "| category | seen | 95% CI | target | held-out | 95% CI | target |", "|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         s, h = row["seen"], row["heldout"]
