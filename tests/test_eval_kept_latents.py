@@ -104,3 +104,18 @@ def test_videos_from_latents_refuses_latents_of_another_shape(pipe):
     with pytest.raises(KinemaError, match="decodes"):
         pipe.videos_from_latents(torch.zeros(1, pipe.latent_channels + 1, 2, 4, 4),
                                  [{"size": "32x32", "num_frames": 5, "fps": 8.0}])
+
+
+def test_the_cli_keeps_latents_and_judges_a_saved_pipeline_on_them(pipe, tmp_path, monkeypatch, capsys):
+    from kinema.cli import main
+
+    monkeypatch.setattr(TextEncoder, "from_pretrained", classmethod(lambda cls, *a, **k: pipe.text_encoder))
+    model = str(pipe.save_pretrained(tmp_path / "model"))
+    common = ["eval", "--model", model, "--n", "1", "--seeds", "1", "--categories", "static", "--workers", "1"]
+    assert main(common + ["--keep-latents", "-o", str(tmp_path / "kept")]) == 0
+    assert main(common + ["--latents-from", str(tmp_path / "kept"), "-o", str(tmp_path / "decoded")]) == 0
+    kept, decoded = _samples(tmp_path / "kept"), _samples(tmp_path / "decoded")
+    assert [s["detected"] for s in kept] == [s["detected"] for s in decoded]
+    assert "decoded by this pipeline" in capsys.readouterr().out
+    assert main(common + ["--latents-from", str(tmp_path / "kept"), "--steps", "3", "-o", str(tmp_path / "x")]) == 2
+    assert "sampling settings" in capsys.readouterr().err
