@@ -48,6 +48,7 @@ def test_a_new_decoder_on_kept_latents_judges_as_a_whole_run_would(pipe, tmp_pat
     kept_run = tmp_path / "kept"
     run_eval(pipe, kept_run, n=2, keep_latents=True, **RUN)
     assert (kept_run / LATENTS_FILE).is_file()
+    assert (kept_run / LATENTS_FILE).stat().st_mode & 0o777 == (kept_run / "report.json").stat().st_mode & 0o777
 
     new_decoder = _with(pipe, "vae.decoder", seed=1)
     whole = run_eval(new_decoder, tmp_path / "whole", n=2, **RUN)

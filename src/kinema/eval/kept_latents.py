@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import KinemaError
+from ..files import give_usual_permissions
 from .prompts import Item
 
 LATENTS_FILE = "latents.safetensors"
@@ -75,6 +76,7 @@ class LatentKeeper:
                   "latent_space": latent_space_fingerprint(self.pipe),
                   "settings": json.dumps(settings or {}), "videos": json.dumps(self.metadata)}
         save_file(self.latents, str(tmp), metadata=header)
+        give_usual_permissions(tmp)  # safetensors writes it readable by its owner only
         os.replace(tmp, path)
         return path
 
