@@ -2,7 +2,7 @@
 another decoder on exactly the same transformer output (`kinema eval --latents-from RUN`).
 
 A decoder-only change (`"vae_trainable": "decoder"`) leaves the transformer's latents as they
-were, so sampling them again only repeats work: on a 2-core CPU denoising is about four fifths of
+were, so sampling them again only repeats work: on a 2-core CPU sampling is about 85% of
 an eval's time. The file records which transformer drew the latents and which encoder defines
 their space, and a run that reads them refuses a pipeline that differs in either: its report
 would otherwise not be that pipeline's."""
