@@ -188,6 +188,8 @@ def generated_pairs(pipe, n: int, width: int, height: int, radius: int, decoders
                                        return_latents=True)
         z = windows[0]["latents"].float()
         found = [detect(np.asarray(video.frames[f]), item.spec.background) for f in (2, 3)]
+        # each other decoder's frame 2 of this video, decoded once for all its small moving objects
+        found_by_decoder = [detect(decoded_frames(dec, z, 2)[0], item.spec.background) for dec in decoders]
         for o in item.spec.objects:
             if o.size != "small" or o.motion == "still":
                 continue
@@ -198,10 +200,9 @@ def generated_pairs(pipe, n: int, width: int, height: int, radius: int, decoders
             feats.append(latents_at(z, objs, True, width, radius))
             labels.append(SHAPES.index(o.shape))
             decoded_reads[0].append(objs[0].shape)
-            for reads, dec in zip(decoded_reads[1:], decoders):
-                found_dec = [d for d in detect(decoded_frames(dec, z, 2)[0], item.spec.background)
-                             if d.color == o.color]
-                reads.append(max(found_dec, key=lambda d: d.area).shape if found_dec else None)
+            for reads, found_dec in zip(decoded_reads[1:], found_by_decoder):
+                hits_dec = [d for d in found_dec if d.color == o.color]
+                reads.append(max(hits_dec, key=lambda d: d.area).shape if hits_dec else None)
     return torch.stack(feats), torch.tensor(labels), decoded_reads
 
 
@@ -314,6 +315,7 @@ def main() -> None:
                          f"by their colour in {args.generated_pairs} relation and binding prompts that ask for a "
                          f"small moving star (position from the analyzer on the generated frames 2 and 3)",
                          xg, yg, reads)
+
 
 if __name__ == "__main__":
     main()

@@ -70,32 +70,36 @@ def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batc
     for start in range(0, len(jobs), batch_size if batched else 1):
         chunk = jobs[start:start + (batch_size if batched else 1)]
         if kept is not None:
-            latents, metadata = kept.batch(chunk)
-            videos = pipe.videos_from_latents(latents, metadata)
-            yield from ((item, seed, video) for (item, seed), video in zip(chunk, videos))
-            done += len(chunk)
-            if on_progress:
-                on_progress(done, len(jobs))
-            continue
-        first = chunk[0][0].spec
-        kwargs = dict(num_frames=first.num_frames, size=f"{first.width}x{first.height}", fps=first.fps,
-                      steps=steps, guidance=guidance, sampler=sampler, shift=shift)
-        if guidance_interval is not None:  # asked for: a pipeline without it fails by name
-            kwargs["guidance_interval"] = guidance_interval
-        if batched:
-            videos = pipe.generate_batch([it.prompt for it, _ in chunk], seeds=[s for _, s in chunk],
-                                         progress=False, return_latents=keeper is not None, **kwargs)
-            if keeper is not None:
-                videos, latents = videos
-                for i, ((item, seed), video) in enumerate(zip(chunk, videos)):
-                    keeper.add(item, seed, latents[i], video.metadata)
+            videos = pipe.videos_from_latents(*kept.batch(chunk))
         else:
-            videos = [pipe.generate(chunk[0][0].prompt, seed=chunk[0][1], progress=False, **kwargs)]
+            videos = _sample_chunk(pipe, chunk, batched, keeper, steps=steps, guidance=guidance, sampler=sampler,
+                                   shift=shift, guidance_interval=guidance_interval)
         for (item, seed), video in zip(chunk, videos):
             yield item, seed, video
         done += len(chunk)
         if on_progress:
             on_progress(done, len(jobs))
+
+
+def _sample_chunk(pipe, chunk: list[tuple[Item, int]], batched: bool, keeper: LatentKeeper | None, *, steps,
+                  guidance, sampler, shift, guidance_interval) -> list:
+    """Videos for (item, seed) jobs of one clip shape: one batch, or one job for a pipeline without
+    `generate_batch`; each video's latents go to `keeper` when there is one."""
+    first = chunk[0][0].spec
+    kwargs = dict(num_frames=first.num_frames, size=f"{first.width}x{first.height}", fps=first.fps,
+                  steps=steps, guidance=guidance, sampler=sampler, shift=shift)
+    if guidance_interval is not None:  # asked for: a pipeline without it fails by name
+        kwargs["guidance_interval"] = guidance_interval
+    if batched:
+        videos = pipe.generate_batch([it.prompt for it, _ in chunk], seeds=[s for _, s in chunk],
+                                     progress=False, return_latents=keeper is not None, **kwargs)
+        if keeper is None:
+            return videos
+        videos, latents = videos
+        for i, ((item, seed), video) in enumerate(zip(chunk, videos)):
+            keeper.add(item, seed, latents[i], video.metadata)
+        return videos
+    return [pipe.generate(chunk[0][0].prompt, seed=chunk[0][1], progress=False, **kwargs)]
 
 
 def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps: int | None = None,
