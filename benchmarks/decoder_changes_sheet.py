@@ -61,13 +61,12 @@ def main() -> None:
     categories = {c.strip() for c in args.categories.split(",") if c.strip()}
     program = "decoder_changes_sheet"
     pairs = changed_videos(samples_or_exit(args.a[1], program), samples_or_exit(args.b[1], program), categories)
-    gained = [p for p in pairs if verdict(p[1])][:args.max]
-    lost = [p for p in pairs if not verdict(p[1])][:args.max]
-    shown = gained + lost
+    gained = [p for p in pairs if verdict(p[1])]
+    lost = [p for p in pairs if not verdict(p[1])]
+    shown = gained[:args.max] + lost[:args.max]
     print(f"{len(pairs)} videos change verdict in {', '.join(sorted(categories))}: "
-          f"{sum(1 for p in pairs if verdict(p[1]))} right only with {args.names[1]}, "
-          f"{sum(1 for p in pairs if not verdict(p[1]))} only with {args.names[0]}; "
-          f"showing {len(gained)} and {len(lost)}")
+          f"{len(gained)} right only with {args.names[1]}, {len(lost)} only with {args.names[0]}; "
+          f"showing {min(len(gained), args.max)} and {min(len(lost), args.max)}")
     if not shown:
         sys.exit("no video changes its verdict between the two runs in these categories")
     jobs = [(SimpleNamespace(category=b["category"], split=b["split"], index=b["index"], prompt=b["prompt"]),
