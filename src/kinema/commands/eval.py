@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latents-from", default=None, metavar="RUN",
                    help="decode the latents an earlier run kept (--keep-latents) instead of sampling: judges a "
                    "new decoder on the same transformer (refused for another transformer or latent space)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the unfinished run in OUTPUT (stopped by a kill, a crash or a session's end): "
+                   "the videos it judged are kept and only the rest are made; refused if it was started with "
+                   "other weights, prompts or settings")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=None, help="analyzer processes")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -71,7 +75,7 @@ def _eval(args) -> int:
                       guidance_interval=args.guidance_interval, batch_size=args.batch_size,
                       workers=args.workers, model_name=args.model or "kinema-tiny",
                       categories=args.categories, keep_latents=args.keep_latents,
-                      latents_from=args.latents_from)
+                      latents_from=args.latents_from, resume=args.resume)
     from ..eval.run import markdown
 
     print(markdown(report))

@@ -11,13 +11,16 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 
 from ..errors import KinemaError
+from ..files import atomic_write
 from ..video import grid_image
 from ..world.analyze import analyze_frames
 from ..world.spec import SceneSpec
 from .judge import judge
-from .kept_latents import KeptLatents, LatentKeeper
+from .kept_latents import KeptLatents, LatentKeeper, item_key
+from .progress import RunProgress, jobs_digest, pipeline_fingerprint, record_key
 from .prompts import Item, benchmark_items, check_categories
 from .stats import mean_interval, wilson_interval
 
@@ -33,6 +36,8 @@ ROWS = [
     ("everything right", ("single", "count", "relation", "binding"), "everything", 0.70, 0.55),
 ]
 STABILITY_TARGET = 0.98
+# videos judged between two writes of the run's progress: what a kill can cost (~5 min on 2 cores)
+PART_VIDEOS = 64
 ALIVE_TARGET = 0.95
 
 
@@ -56,11 +61,13 @@ def _detected(obj: dict) -> dict:
 def generate_all(pipe, items: list[Item], seeds, steps=None, guidance=None, batch_size: int = 16,
                  on_progress: Callable[[int, int], None] | None = None, sampler: str | None = None,
                  shift: float | None = None, guidance_interval: tuple[float, float] | None = None,
-                 keeper: LatentKeeper | None = None, kept: KeptLatents | None = None):
-    """Yield (item, seed, Video) for every item and seed, batched when the pipeline can. With
-    `keeper`, each video's latents are handed to it; with `kept`, nothing is sampled: a run's kept
-    latents are decoded by this pipeline."""
-    jobs = [(item, seed) for item in items for seed in seeds]
+                 keeper: LatentKeeper | None = None, kept: KeptLatents | None = None,
+                 skip: set[str] | frozenset = frozenset()):
+    """Yield (item, seed, Video) for every item and seed, batched when the pipeline can, but for
+    the (item, seed) keys in `skip` (`item_key`; videos a resumed run has judged). With `keeper`,
+    each video's latents are handed to it; with `kept`, nothing is sampled: a run's kept latents
+    are decoded by this pipeline."""
+    jobs = [(item, seed) for item in items for seed in seeds if item_key(item, seed) not in skip]
     batched = hasattr(pipe, "generate_batch")
     if (keeper or kept) and not batched:
         raise KinemaError("keeping or reusing latents needs a Kinema pipeline (one that samples in batches)")
@@ -108,13 +115,15 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
              guidance_interval: tuple[float, float] | None = None,
              model_name: str = "", progress: bool = True, size_kwargs: dict | None = None,
              items: list[Item] | None = None, categories=None, keep_latents: bool = False,
-             latents_from: str | os.PathLike | None = None) -> dict:
+             latents_from: str | os.PathLike | None = None, resume: bool = False) -> dict:
     """`size_kwargs` (width, height, fps, num_frames) overrides the default 2 s 128×128 12 fps clip.
     `items` replaces the benchmark's first `n` prompts per category and split (e.g. fresh prompts
     beyond them, to re-test a comparison). `categories` (e.g. ("count",)) runs only those
     categories' prompts, the same ones a whole run makes. `keep_latents` writes the drawn latents
     to OUT/latents.safetensors; `latents_from` (a run that kept them) decodes those instead of
-    sampling, with the sampling settings that run used (see `kept_latents`)."""
+    sampling, with the sampling settings that run used (see `kept_latents`). The run keeps its
+    progress in OUT/unfinished/ as it goes; `resume` continues a run stopped part-way, refused
+    if it was started with other weights, prompts or settings (see `progress`)."""
     kept = None
     if latents_from is not None and keep_latents:
         raise KinemaError("--keep-latents with --latents-from: the latents are already kept in that run")
@@ -129,62 +138,94 @@ def run_eval(pipe, out_dir: str | os.PathLike, n: int = 200, seeds=(0, 1), steps
         items = benchmark_items(n, categories=chosen, **(size_kwargs or {}))
     elif chosen is not None:
         items = [it for it in items if it.category in chosen]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    total = len(items) * len(seeds)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc="eval", unit="video")
-    t0 = time.perf_counter()
-    workers = workers or max(1, min(16, (os.cpu_count() or 1) - 1))
-    records, sheet_cells = [], []
-    pending = []
-
-    def collect(fut_list):
-        for item, seed, video, fut in fut_list:
-            facts, verdict = fut.result() if hasattr(fut, "result") else fut
-            record = {**item.to_dict(), "seed": seed, "verdict": verdict,
-                      "detected": [_detected(o) for o in facts["objects"]]}
-            if video.metadata.get("plan"):  # what the scene planner made of the prompt
-                record["plan"] = video.metadata["plan"]
-            records.append(record)
-            if len(sheet_cells) < 24 and item.index % max(1, n // 3) == 0 and seed == seeds[0]:
-                sheet_cells.append((item, verdict, video.frames))
-
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
-    try:
-        for item, seed, video in generate_all(pipe, items, seeds, steps, guidance, batch_size,
-                                                  sampler=sampler, shift=shift,
-                                                  guidance_interval=guidance_interval,
-                                                  keeper=keeper, kept=kept):
-            args = (item.category, item.spec.to_dict(), video.frames)
-            fut = pool.submit(_analyze_and_judge, args) if pool else _analyze_and_judge(args)
-            pending.append((item, seed, video, fut))
-            if len(pending) >= 64:
-                collect(pending)
-                pending = []
-            if bar:
-                bar.update(1)
-        collect(pending)
-    finally:
-        if pool:
-            pool.shutdown()
-        if bar:
-            bar.close()
-    elapsed = time.perf_counter() - t0
+    jobs = [(item, seed) for item in items for seed in seeds]
+    if kept is not None:
+        kept.check(jobs)  # refused before anything is written
     asked = {} if guidance_interval is None else {"guidance_interval": guidance_interval}
     settings = (pipe.resolve_sampling(steps, guidance, sampler, shift, **asked)
                 if hasattr(pipe, "resolve_sampling") else None)
     only = {} if chosen is None else {"categories": list(chosen)}
     if kept is not None:
         settings, only["latents_from"] = kept.settings, str(kept.path)
+    identity = json.loads(json.dumps({
+        "weights": pipeline_fingerprint(pipe), "prompts": jobs_digest(jobs), "videos": len(jobs), "n": n,
+        "seeds": list(seeds), "categories": list(chosen or ()), "settings": settings,
+        "asked": {"steps": steps, "guidance": guidance, "sampler": sampler, "shift": shift, **asked},
+        "latents_from": None if kept is None else str(kept.path.resolve()), "keep_latents": keep_latents}))
+    run_progress = RunProgress(out_dir, identity, resume)
+    out = run_progress.out
+    done = run_progress.done
+    if keeper is not None:
+        keeper.latents.update(run_progress.latents)
+        keeper.metadata.update(run_progress.metadata)
+    records = list(run_progress.records)
+    sheet_cells = [(r, run_progress.sheet_frames[record_key(r)]) for r in records
+                   if record_key(r) in run_progress.sheet_frames]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), initial=len(done), desc="eval", unit="video")
+    t0 = last_part = time.perf_counter()
+    workers = workers or max(1, min(16, (os.cpu_count() or 1) - 1))
+    pending = []
+
+    def collect(fut_list):
+        nonlocal last_part
+        new_records, new_cells = [], {}
+        for item, seed, video, fut in fut_list:
+            facts, verdict = fut.result() if hasattr(fut, "result") else fut
+            record = {**item.to_dict(), "seed": seed, "verdict": verdict,
+                      "detected": [_detected(o) for o in facts["objects"]]}
+            if video.metadata.get("plan"):  # what the scene planner made of the prompt
+                record["plan"] = video.metadata["plan"]
+            new_records.append(record)
+            if len(sheet_cells) < 24 and item.index % max(1, n // 3) == 0 and seed == seeds[0]:
+                frames = video.frames[[0, len(video.frames) // 2, len(video.frames) - 1]]
+                sheet_cells.append((record, frames))
+                new_cells[item_key(item, seed)] = frames
+        records.extend(new_records)
+        keys = [record_key(r) for r in new_records]
+        now = time.perf_counter()
+        run_progress.add_part(new_records, now - last_part,
+                              latents={k: keeper.latents[k] for k in keys} if keeper else None,
+                              metadata={k: keeper.metadata[k] for k in keys} if keeper else None,
+                              sheet_frames=new_cells)
+        last_part = now
+
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        for item, seed, video in generate_all(pipe, items, seeds, steps, guidance, batch_size,
+                                                  sampler=sampler, shift=shift,
+                                                  guidance_interval=guidance_interval,
+                                                  keeper=keeper, kept=kept, skip=done):
+            args = (item.category, item.spec.to_dict(), video.frames)
+            fut = pool.submit(_analyze_and_judge, args) if pool else _analyze_and_judge(args)
+            pending.append((item, seed, video, fut))
+            if len(pending) >= PART_VIDEOS:
+                collect(pending)
+                pending = []
+            if bar:
+                bar.update(1)
+        if pending:
+            collect(pending)
+    finally:
+        if pool:
+            pool.shutdown()
+        if bar:
+            bar.close()
+    elapsed = run_progress.elapsed + time.perf_counter() - t0
+    order = {item_key(item, seed): i for i, (item, seed) in enumerate(jobs)}
+    records.sort(key=lambda r: order[record_key(r)])
+    sheet_cells.sort(key=lambda cell: order[record_key(cell[0])])
+    if run_progress.sessions > 1:
+        only["sessions"] = run_progress.sessions
     if keeper is not None:
         keeper.save(out, settings)
     report = summarize(records, n=n, seeds=list(seeds), elapsed=elapsed, model=model_name, steps=steps,
                        guidance=guidance, sampler=sampler, shift=shift, settings=settings, **only)
     _write(out, report, records, sheet_cells)
+    run_progress.finish()
     return report
 
 
@@ -238,13 +279,18 @@ def _settings_text(meta: dict) -> str:
     return ", ".join(parts)
 
 
+def _sessions_text(meta: dict) -> str:
+    """' over 3 sessions' for a run resumed twice (`kinema eval --resume`), else ''."""
+    return f" over {meta['sessions']} sessions" if meta.get("sessions", 1) > 1 else ""
+
+
 def markdown(report: dict) -> str:
     meta = report["meta"]
     only = f", categories {', '.join(meta['categories'])} only" if meta.get("categories") else ""
     lines = [f"# Kinema benchmark — {meta.get('model') or 'model'}", "",
              f"{meta['videos']} videos ({meta['n']} prompts per category and split × {len(meta['seeds'])} seeds{only}), "
              f"{_settings_text(meta)}, "
-             f"{meta['elapsed']:.0f} s. Judge: the world analyzer. Intervals: 95% Wilson."
+             f"{meta['elapsed']:.0f} s{_sessions_text(meta)}. Judge: the world analyzer. Intervals: 95% Wilson."
              + (f" Latents drawn by the same transformer in an earlier run ({meta['latents_from']}), decoded "
                 "by this pipeline." if meta.get("latents_from") else ""), "",
              "| category | seen | 95% CI | target | held-out | 95% CI | target |", "|---|---|---|---|---|---|---|"]
@@ -268,18 +314,19 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _write(out: Path, report: dict, records: list[dict], cells) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    (out / "report.md").write_text(markdown(report))
-    with open(out / "samples.jsonl", "w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
+def _write(out: Path, report: dict, records: list[dict], cells: list[tuple[dict, np.ndarray]]) -> None:
+    """The report's files, each whole or not at all. `cells`: (record, its first, middle and last
+    frames) for the contact sheet."""
+    atomic_write(out / "report.json", lambda p: p.write_text(json.dumps(report, indent=1)))
+    atomic_write(out / "report.md", lambda p: p.write_text(markdown(report)))
+    atomic_write(out / "samples.jsonl", lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in records)))
     if cells:
         images, labels = [], []
-        for item, verdict, frames in cells:
-            idx = [0, len(frames) // 2, len(frames) - 1]
-            ok = "OK" if verdict.get("everything") else "X"
-            for j, i in enumerate(idx):
-                images.append(frames[i])
-                labels.append(f"{ok} {item.category}/{item.split}" if j == 0 else (item.prompt[:22] if j == 1 else item.prompt[22:44]))
-        grid_image(images, labels, columns=6, title="kinema eval: start / middle / end of sampled videos").save(out / "contact_sheet.png")
+        for record, frames in cells:
+            ok = "OK" if record["verdict"].get("everything") else "X"
+            prompt = record["prompt"]
+            for j, frame in enumerate(frames):
+                images.append(frame)
+                labels.append(f"{ok} {record['category']}/{record['split']}" if j == 0 else (prompt[:22] if j == 1 else prompt[22:44]))
+        sheet = grid_image(images, labels, columns=6, title="kinema eval: start / middle / end of sampled videos")
+        atomic_write(out / "contact_sheet.png", lambda p: sheet.save(p, format="PNG"))
