@@ -42,6 +42,10 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, metavar="N", help="per-process batch size")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="steps between checkpoints")
     p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--people-captions", type=float, metavar="SHARE",
+                   help="planner: the share of its training captions in sentence structures the world's "
+                        "captions do not use (motion said after the objects, the second placed from the "
+                        "first, the background in its own sentence); default 0")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     p.set_defaults(func=handler)
@@ -55,7 +59,7 @@ def _train_planner(args) -> int:
                         ("--time-limit", args.time_limit)):
         if value is not None:
             raise KinemaError(f"{flag} is not for `kinema train planner` (it trains on the world's captions "
-                              "in minutes; it takes --out, --steps, --batch-size and --seed)")
+                              "in minutes; it takes --out, --steps, --batch-size, --seed and --people-captions)")
     if args.resume or args.print_config:
         raise KinemaError("`kinema train planner` has no checkpoints to resume and no config to print")
     if not args.out:
@@ -65,8 +69,12 @@ def _train_planner(args) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise KinemaError(f"--batch-size must be at least 1, got {args.batch_size}")
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    share = 0.0 if args.people_captions is None else args.people_captions
+    if not 0 <= share <= 0.75:
+        raise KinemaError(f"--people-captions must be a share within [0, 0.75] (a quarter of the captions are in "
+                          f"the benchmark's phrasing), got {args.people_captions}")
     train_planner(args.out, steps=args.steps or 3000, batch_size=args.batch_size or 256, seed=args.seed or 0,
-                  log=log)
+                  people_captions=share, log=log)
     return 0
 
 
@@ -75,6 +83,9 @@ def handler(args) -> int:
 
     if args.stage == "planner":
         return _train_planner(args)
+    if args.people_captions is not None:
+        raise KinemaError("--people-captions is for `kinema train planner` only (the transformer's captions "
+                          "are the world's)")
     overrides: dict = {}
     if args.steps is not None:
         if args.steps < 1:

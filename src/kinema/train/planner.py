@@ -45,13 +45,26 @@ def plan_targets(spec: SceneSpec, with_relation: bool = True) -> dict[str, list[
     return targets
 
 
-def caption_set(n: int, seed: int, split: str = "train", canonical_share: float = 0.25):
-    """n (caption, targets) pairs of random `split` scenes."""
+def caption_set(n: int, seed: int, split: str = "train", canonical_share: float = 0.25,
+                people_share: float = 0.0):
+    """n (caption, targets) pairs of random `split` scenes: `canonical_share` of them in the
+    benchmark's phrasing, `people_share` in sentence structures the world's captions do not use
+    (`world.people_captions`), the rest in the world's random phrasings."""
+    if not 0 <= people_share <= 1 - canonical_share:
+        raise KinemaError(f"the share of people's captions must be within [0, {1 - canonical_share:g}] "
+                          f"(the rest of the {canonical_share:g} in the benchmark's phrasing), got {people_share}")
+    from ..world.people_captions import people_caption
+
     rng = np.random.default_rng([seed, 7])
     out = []
     for _ in range(n):
         spec = sample_spec(rng, split=split, num_frames=25)
-        text = canonical_caption(spec) if rng.random() < canonical_share else caption(spec, rng)
+        if rng.random() < canonical_share:
+            text = canonical_caption(spec)
+        elif people_share and rng.random() < people_share / (1 - canonical_share):  # drawn only when asked
+            text = people_caption(spec, rng)
+        else:
+            text = caption(spec, rng)
         out.append((text, plan_targets(spec)))
     return out
 
@@ -123,9 +136,10 @@ def planner_checks(planner: ScenePlanner, text_encoder, seed: int = 0, check_cap
 
 def train_planner(out: str | Path, *, captions: int = 40_000, steps: int = 3000, batch_size: int = 256,
                   lr: float = 1e-3, seed: int = 0, text_encoder=None, config: PlannerConfig | None = None,
-                  check_captions: int = 2000, benchmark_prompts: int = 200,
+                  check_captions: int = 2000, benchmark_prompts: int = 200, people_captions: float = 0.0,
                   log: Callable[[str], None] = print) -> dict:
-    """Train a planner and write OUT/planner/{config.json, model.safetensors} and OUT/planner_report.json."""
+    """Train a planner and write OUT/planner/{config.json, model.safetensors} and OUT/planner_report.json.
+    `people_captions`: the share of captions in structures the world's captions do not use."""
     from safetensors.torch import save_file
 
     from .components import load_text_encoder
@@ -136,7 +150,7 @@ def train_planner(out: str | Path, *, captions: int = 40_000, steps: int = 3000,
     torch.manual_seed(seed)
     text_encoder = text_encoder or load_text_encoder("", 32)
     t0 = time.perf_counter()
-    train = caption_set(captions, seed, "train")
+    train = caption_set(captions, seed, "train", people_share=people_captions)
     log(f"kinema train planner: encoding {len(train)} captions")
     tr_states, tr_masks = _encode(text_encoder, [c for c, _ in train])
     tr_targets = _stack([t for _, t in train])
@@ -160,7 +174,7 @@ def train_planner(out: str | Path, *, captions: int = 40_000, steps: int = 3000,
         if step % log_every == 0:
             log(f"step {step}/{steps} loss {running / log_every:.4f}")
             running = 0.0
-    report = {"captions": captions, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+    report = {"captions": captions, "people_captions": people_captions, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
               "seconds": round(time.perf_counter() - t0, 1),
               "train_sample": plan_accuracy(planner, tr_states[:check_captions], tr_masks[:check_captions],
                                             [t for _, t in train[:check_captions]]),
