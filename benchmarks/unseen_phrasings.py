@@ -132,6 +132,25 @@ def _named_second_first(spec, rel):
     return _show(spec, rel)
 
 
+def _please(spec, rel):
+    if rel:
+        a, b = spec.objects
+        body = f"{_noun(a, 1)} that {_finite(a, 1)} {RELATION_PHRASES[rel][0]} {_noun(b, 1)} that {_finite(b, 1)}"
+    else:
+        body = _list([f"{_noun(o, n)} that {_finite(o, n)}" for o, n in group_objects(spec)])
+    return f"please animate {body}, with a {spec.background} background", _asked(spec, rel)
+
+
+def _listed(spec, rel):
+    """'Objects: a large red circle (moving right), a small blue square (moving up). Background: navy.'"""
+    parts = [f"{_noun(o, n)} ({_participle(o)})" for o, n in group_objects(spec)]
+    if rel:
+        text = f"Objects: {parts[0]} {RELATION_PHRASES[rel][0]} {parts[1]}. Background: {spec.background}."
+    else:
+        text = f"Objects: {', '.join(parts)}. Background: {spec.background}."
+    return text, _asked(spec, rel)
+
+
 PHRASINGS: dict[str, Callable] = {
     "show …, on BG": _show,
     "a BG backdrop with …": _background_first,
@@ -139,6 +158,8 @@ PHRASINGS: dict[str, Callable] = {
     "colour before size": _colour_first,
     "there is …": _there_is,
     "the second named first (relation)": _named_second_first,
+    "please animate …, with a BG background": _please,
+    "Objects: … (moving). Background: BG.": _listed,
 }
 
 
