@@ -36,9 +36,9 @@ ROWS = [
     ("everything right", ("single", "count", "relation", "binding"), "everything", 0.70, 0.55),
 ]
 STABILITY_TARGET = 0.98
+ALIVE_TARGET = 0.95
 # videos judged between two writes of the run's progress: what a kill can cost (~5 min on 2 cores)
 PART_VIDEOS = 64
-ALIVE_TARGET = 0.95
 
 
 def _analyze_and_judge(args):
