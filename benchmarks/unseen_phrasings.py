@@ -71,55 +71,49 @@ def _asked(spec: SceneSpec, relation: str | None, reverse: bool = False) -> Aske
 
 # Each phrasing: (name, function(spec, relation or None) -> (prompt, what it asks for)). None of
 # these sentence patterns is among the world's captions; every word is one the world uses.
-def _show(spec, rel):
+def _nominal(spec, rel) -> str:
+    """'a large red circle moving right below a small blue square moving up', or the groups listed."""
     if rel:
         a, b = spec.objects
-        text = f"show {_noun(a, 1)} {_participle(a)} {RELATION_PHRASES[rel][0]} {_noun(b, 1)} {_participle(b)}, on {spec.background}"
-    else:
-        text = "show " + _list([f"{_noun(o, n)} {_participle(o)}" for o, n in group_objects(spec)]) + f", on {spec.background}"
-    return text, _asked(spec, rel)
+        return f"{_noun(a, 1)} {_participle(a)} {RELATION_PHRASES[rel][0]} {_noun(b, 1)} {_participle(b)}"
+    return _list([f"{_noun(o, n)} {_participle(o)}" for o, n in group_objects(spec)])
+
+
+def _show(spec, rel):
+    return f"show {_nominal(spec, rel)}, on {spec.background}", _asked(spec, rel)
 
 
 def _background_first(spec, rel):
-    if rel:
-        a, b = spec.objects
-        body = f"{_noun(a, 1)} {_participle(a)} {RELATION_PHRASES[rel][0]} {_noun(b, 1)} {_participle(b)}"
-    else:
-        body = _list([f"{_noun(o, n)} {_participle(o)}" for o, n in group_objects(spec)])
-    return f"a {spec.background} backdrop with {body}", _asked(spec, rel)
+    return f"a {spec.background} backdrop with {_nominal(spec, rel)}", _asked(spec, rel)
 
 
-def _two_sentences(spec, rel):
-    if rel:
-        a, b = spec.objects
-        text = (f"The background is {spec.background}. {_noun(a, 1).capitalize()} {_finite(a, 1)} "
-                f"{RELATION_PHRASES[rel][0]} {_noun(b, 1)}. The {b.shape} {_finite(b, 1)}.")
-    else:
-        text = f"The background is {spec.background}. " + " ".join(
-            f"{_noun(o, n).capitalize()} {_finite(o, n)}." for o, n in group_objects(spec))
-    return text, _asked(spec, rel)
+def _phrasing(relation: Callable, groups: Callable) -> Callable:
+    """A phrasing from its two templates: relation(spec, a, b, relation words) for a relation
+    prompt's two objects, groups(spec, [(object, count), …]) for any other scene."""
+    def phrase(spec, rel):
+        if rel:
+            return relation(spec, *spec.objects, RELATION_PHRASES[rel][0]), _asked(spec, rel)
+        return groups(spec, group_objects(spec)), _asked(spec, rel)
+    return phrase
 
 
-def _colour_first(spec, rel):
-    if rel:
-        a, b = spec.objects
-        text = (f"{_noun(a, 1, 'colour size')} {_finite(a, 1)} {RELATION_PHRASES[rel][0]} "
-                f"{_noun(b, 1, 'colour size')} that {_finite(b, 1)}, {spec.background} background")
-    else:
-        text = _list([f"{_noun(o, n, 'colour size')} {_finite(o, n)}" for o, n in group_objects(spec)]) + \
-            f", {spec.background} background"
-    return text, _asked(spec, rel)
+_two_sentences = _phrasing(
+    lambda spec, a, b, words: (f"The background is {spec.background}. {_noun(a, 1).capitalize()} {_finite(a, 1)} "
+                               f"{words} {_noun(b, 1)}. The {b.shape} {_finite(b, 1)}."),
+    lambda spec, groups: f"The background is {spec.background}. " + " ".join(
+        f"{_noun(o, n).capitalize()} {_finite(o, n)}." for o, n in groups))
 
+_colour_first = _phrasing(
+    lambda spec, a, b, words: (f"{_noun(a, 1, 'colour size')} {_finite(a, 1)} {words} "
+                               f"{_noun(b, 1, 'colour size')} that {_finite(b, 1)}, {spec.background} background"),
+    lambda spec, groups: _list([f"{_noun(o, n, 'colour size')} {_finite(o, n)}" for o, n in groups])
+    + f", {spec.background} background")
 
-def _there_is(spec, rel):
-    if rel:
-        a, b = spec.objects
-        text = (f"there is {_noun(a, 1)} {RELATION_PHRASES[rel][0]} {_noun(b, 1)} on a {spec.background} "
-                f"background; the {a.shape} {_finite(a, 1)} and the {b.shape} {_finite(b, 1)}")
-    else:
-        parts = [f"{_noun(o, n)} that {_finite(o, n)}" for o, n in group_objects(spec)]
-        text = f"on a {spec.background} background there is " + _list(parts)
-    return text, _asked(spec, rel)
+_there_is = _phrasing(
+    lambda spec, a, b, words: (f"there is {_noun(a, 1)} {words} {_noun(b, 1)} on a {spec.background} "
+                               f"background; the {a.shape} {_finite(a, 1)} and the {b.shape} {_finite(b, 1)}"),
+    lambda spec, groups: f"on a {spec.background} background there is "
+    + _list([f"{_noun(o, n)} that {_finite(o, n)}" for o, n in groups]))
 
 
 def _named_second_first(spec, rel):
@@ -132,13 +126,11 @@ def _named_second_first(spec, rel):
     return _show(spec, rel)
 
 
-def _please(spec, rel):
-    if rel:
-        a, b = spec.objects
-        body = f"{_noun(a, 1)} that {_finite(a, 1)} {RELATION_PHRASES[rel][0]} {_noun(b, 1)} that {_finite(b, 1)}"
-    else:
-        body = _list([f"{_noun(o, n)} that {_finite(o, n)}" for o, n in group_objects(spec)])
-    return f"please animate {body}, with a {spec.background} background", _asked(spec, rel)
+_please = _phrasing(
+    lambda spec, a, b, words: (f"please animate {_noun(a, 1)} that {_finite(a, 1)} {words} {_noun(b, 1)} that "
+                               f"{_finite(b, 1)}, with a {spec.background} background"),
+    lambda spec, groups: "please animate " + _list([f"{_noun(o, n)} that {_finite(o, n)}" for o, n in groups])
+    + f", with a {spec.background} background")
 
 
 def _listed(spec, rel):

@@ -69,13 +69,17 @@ def _placed_after(spec: SceneSpec, rel: str, rng) -> str:
     return body + _background_part(spec.background, rng)
 
 
+def _related(a: ObjectSpec, b: ObjectSpec, rel: str, rng, motions: dict[str, list[str]]) -> str:
+    """'a big red circle <a's motion in `motions`' form> left of a small blue square'."""
+    return f"{_noun(a, 1, rng)} {_pick(rng, motions[a.motion])} {_pick(rng, RELATION_PHRASES[rel])} {_noun(b, 1, rng)}"
+
+
 def _sentences(spec: SceneSpec, rel: str | None, rng) -> str:
     """One sentence per object (the relation in the first), the background in its own."""
     groups = group_objects(spec)
     if rel is not None:
         a, b = spec.objects
-        first = (f"{_noun(a, 1, rng)} {_pick(rng, MOTION_FINITE[a.motion])} {_pick(rng, RELATION_PHRASES[rel])} "
-                 f"{_noun(b, 1, rng)}.")
+        first = _related(a, b, rel, rng, MOTION_FINITE) + "."
         name = _name(b, [a]) or "the other one"
         parts = [first, f"{name} {_pick(rng, MOTION_FINITE[b.motion])}."]
     else:
@@ -91,8 +95,7 @@ def _nominal_frames(spec: SceneSpec, rel: str | None, rng) -> str:
     groups = group_objects(spec)
     if rel is not None:
         a, b = spec.objects
-        nominal = (f"{_noun(a, 1, rng)} {_pick(rng, MOTION_PARTICIPLE[a.motion])} {_pick(rng, RELATION_PHRASES[rel])} "
-                   f"{_noun(b, 1, rng)} {_pick(rng, MOTION_PARTICIPLE[b.motion])}")
+        nominal = f"{_related(a, b, rel, rng, MOTION_PARTICIPLE)} {_pick(rng, MOTION_PARTICIPLE[b.motion])}"
     else:
         nominal = _join([f"{_noun(o, n, rng)} {_pick(rng, MOTION_PARTICIPLE[o.motion])}" for o, n in groups])
     bg = spec.background
