@@ -26,10 +26,12 @@ def verdict(sample: dict) -> bool:
 
 def changed_videos(samples_a: list[dict], samples_b: list[dict], categories: set[str]) -> list[tuple[dict, dict]]:
     """(sample in A, sample in B) pairs whose category verdict differs: those B gets right first."""
-    by_key = {(s["category"], s["split"], s["index"], s["seed"]): s for s in samples_a}
+    from kinema.eval.kept_latents import record_key
+
+    by_key = {record_key(s): s for s in samples_a}
     pairs = []
     for b in samples_b:
-        a = by_key.get((b["category"], b["split"], b["index"], b["seed"]))
+        a = by_key.get(record_key(b))
         if a is None or b["category"] not in categories:
             continue
         if verdict(a) != verdict(b):

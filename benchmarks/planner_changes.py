@@ -18,24 +18,17 @@ from pathlib import Path
 
 
 def load_planner(path: str):
-    """The scene planner of a pipeline folder, or a planner folder itself."""
-    import json
-
-    from safetensors.torch import load_file
-
+    """The scene planner of a pipeline folder, or a planner folder itself (loaded and checked as a
+    pipeline loads its planner)."""
     from kinema.layout.planner import PlannerConfig, ScenePlanner
+    from kinema.pipeline import _load_component
 
     folder = Path(path)
     if (folder / "planner").is_dir():
         folder = folder / "planner"
     if not (folder / "config.json").is_file():
         raise SystemExit(f"{path}: neither a pipeline folder with a planner/ nor a planner folder")
-    planner = ScenePlanner(PlannerConfig.from_dict(json.loads((folder / "config.json").read_text())))
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        weights = folder / "diffusion_pytorch_model.safetensors"
-    planner.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
-    return planner.eval()
+    return _load_component(folder.parent, folder.name, PlannerConfig, ScenePlanner)
 
 
 def text_length(path: str) -> int:
@@ -48,15 +41,10 @@ def text_length(path: str) -> int:
 
 def plans(planner, text_encoder, prompts: list[str]) -> list[dict | None]:
     """Each prompt's plan as a dict without its confidence (None where the planner is unsure)."""
-    import torch
+    from kinema.layout.planner import plan_prompts
 
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(prompts), 128):
-            states, mask = text_encoder.encode(prompts[start:start + 128])
-            for plan in planner.plan(states.float(), mask):
-                out.append(None if plan is None else {k: v for k, v in plan.to_dict().items() if k != "confidence"})
-    return out
+    return [None if plan is None else {k: v for k, v in plan.to_dict().items() if k != "confidence"}
+            for plan in plan_prompts(planner, text_encoder, prompts)]
 
 
 def main() -> None:

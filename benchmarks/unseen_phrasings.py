@@ -178,9 +178,8 @@ def main() -> None:
     ap.add_argument("-o", "--out", default=None, help="also write the Markdown here")
     args = ap.parse_args()
 
-    import torch
-
     from kinema.eval.prompts import benchmark_items
+    from kinema.layout.planner import plan_prompts
     from kinema.pipeline import Pipeline
 
     pipe = Pipeline.from_pretrained(args.model)
@@ -202,11 +201,7 @@ def main() -> None:
             continue
         prompts, asked = zip(*(phrase(it.spec, caption_relation(it.spec) if it.category == "relation" else None)
                                for it in chosen))
-        plans = []
-        with torch.no_grad():
-            for start in range(0, len(prompts), 64):
-                states, mask = pipe.encode_text(list(prompts[start:start + 64]))
-                plans.extend(pipe.planner.plan(states.float(), mask))
+        plans = plan_prompts(pipe.planner, pipe.text_encoder, list(prompts))
         verdicts = [judge(p, a) for p, a in zip(plans, asked)]
         for split in ("seen", "heldout"):
             counts = Counter(v for v, it in zip(verdicts, chosen) if it.split == split)

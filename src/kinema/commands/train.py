@@ -69,12 +69,8 @@ def _train_planner(args) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise KinemaError(f"--batch-size must be at least 1, got {args.batch_size}")
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    share = 0.0 if args.people_captions is None else args.people_captions
-    if not 0 <= share <= 0.75:
-        raise KinemaError(f"--people-captions must be a share within [0, 0.75] (a quarter of the captions are in "
-                          f"the benchmark's phrasing), got {args.people_captions}")
     train_planner(args.out, steps=args.steps or 3000, batch_size=args.batch_size or 256, seed=args.seed or 0,
-                  people_captions=share, log=log)
+                  people_captions=args.people_captions or 0.0, log=log)
     return 0
 
 

@@ -53,6 +53,11 @@ def item_key(item: Item, seed: int) -> str:
     return f"{item.category}/{item.split}/{item.index}/{int(seed)}"
 
 
+def record_key(record: dict) -> str:
+    """The key of a judged record (a line of samples.jsonl), as `item_key` names its (item, seed)."""
+    return f"{record['category']}/{record['split']}/{record['index']}/{int(record['seed'])}"
+
+
 class LatentKeeper:
     """Collects each video's latents and metadata during a run; `save` writes them at the end."""
 

@@ -22,16 +22,11 @@ import torch
 
 from ..errors import KinemaError
 from ..files import atomic_write
-from .kept_latents import item_key, weights_fingerprint
+from .kept_latents import item_key, record_key, weights_fingerprint
 from .prompts import Item
 
 PROGRESS_DIR = "unfinished"
 IDENTITY_FILE = "run.json"
-
-
-def record_key(record: dict) -> str:
-    """The key of a judged record, as `item_key` names its (item, seed)."""
-    return f"{record['category']}/{record['split']}/{record['index']}/{int(record['seed'])}"
 
 
 def jobs_digest(jobs: list[tuple[Item, int]]) -> str:
@@ -77,8 +72,8 @@ class RunProgress:
         self._parts = len(list(self.dir.glob("part_*.json")))
 
     def _load(self, identity: dict, resume: bool) -> None:
-        parts = sorted(self.dir.glob("part_*.json"))
-        done = sum(len(json.loads(p.read_text())["records"]) for p in parts)
+        parts = [(path, json.loads(path.read_text())) for path in sorted(self.dir.glob("part_*.json"))]
+        done = sum(len(data["records"]) for _, data in parts)
         if not resume:
             raise KinemaError(f"{self.out} holds an unfinished run ({done} videos judged); add --resume to "
                               "continue it, or write the report to another folder")
@@ -88,8 +83,7 @@ class RunProgress:
             raise KinemaError(f"--resume: the unfinished run in {self.out} was started with different "
                               f"{', '.join(differ)}; resume it with what it was started with, or write "
                               "to another folder")
-        for part in parts:
-            data = json.loads(part.read_text())
+        for part, data in parts:
             self.records.extend(data["records"])
             self.elapsed += data["elapsed"]
             self.sessions = max(self.sessions, data["session"] + 2)  # this one comes after it

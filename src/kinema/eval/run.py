@@ -19,8 +19,8 @@ from ..video import grid_image
 from ..world.analyze import analyze_frames
 from ..world.spec import SceneSpec
 from .judge import judge
-from .kept_latents import KeptLatents, LatentKeeper, item_key
-from .progress import RunProgress, jobs_digest, pipeline_fingerprint, record_key
+from .kept_latents import KeptLatents, LatentKeeper, item_key, record_key
+from .progress import RunProgress, jobs_digest, pipeline_fingerprint
 from .prompts import Item, benchmark_items, check_categories
 from .stats import mean_interval, wilson_interval
 

@@ -114,6 +114,15 @@ class ScenePlanner(nn.Module):
         return [decode_plan(logits, i, self.config.min_confidence) for i in range(text_states.shape[0])]
 
 
+def plan_prompts(planner: ScenePlanner, text_encoder, prompts: list[str], batch: int = 128) -> list[Plan | None]:
+    """The planner's plan of each prompt as `text_encoder` reads it (None where it is unsure), in batches."""
+    plans: list[Plan | None] = []
+    for start in range(0, len(prompts), batch):
+        states, mask = text_encoder.encode(list(prompts[start:start + batch]))
+        plans.extend(planner.plan(states.float(), mask))
+    return plans
+
+
 def decode_plan(logits: dict[str, Tensor], i: int, min_confidence: float = 0.5) -> Plan | None:
     """The most likely plan for sample i of a batch of logits, or None if any of its parts is
     less certain than `min_confidence` (or it names no object, or leaves a gap between slots)."""

@@ -51,8 +51,9 @@ def caption_set(n: int, seed: int, split: str = "train", canonical_share: float 
     benchmark's phrasing, `people_share` in sentence structures the world's captions do not use
     (`world.people_captions`), the rest in the world's random phrasings."""
     if not 0 <= people_share <= 1 - canonical_share:
-        raise KinemaError(f"the share of people's captions must be within [0, {1 - canonical_share:g}] "
-                          f"(the rest of the {canonical_share:g} in the benchmark's phrasing), got {people_share}")
+        raise KinemaError(f"the share of people's captions (--people-captions) must be within "
+                          f"[0, {1 - canonical_share:g}] ({canonical_share:g} of the captions are in the "
+                          f"benchmark's phrasing), got {people_share}")
     from ..world.people_captions import people_caption
 
     rng = np.random.default_rng([seed, 7])
@@ -148,9 +149,9 @@ def train_planner(out: str | Path, *, captions: int = 40_000, steps: int = 3000,
         raise KinemaError(f"planner training needs at least one batch of captions ({batch_size}) and one step")
     out = Path(out)
     torch.manual_seed(seed)
-    text_encoder = text_encoder or load_text_encoder("", 32)
     t0 = time.perf_counter()
-    train = caption_set(captions, seed, "train", people_share=people_captions)
+    train = caption_set(captions, seed, "train", people_share=people_captions)  # refuses a bad share first
+    text_encoder = text_encoder or load_text_encoder("", 32)
     log(f"kinema train planner: encoding {len(train)} captions")
     tr_states, tr_masks = _encode(text_encoder, [c for c, _ in train])
     tr_targets = _stack([t for _, t in train])
