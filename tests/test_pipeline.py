@@ -195,7 +195,6 @@ def test_bf16_on_a_cpu_that_only_emulates_it_warns(monkeypatch):
 
     cpu = torch.device("cpu")
     monkeypatch.setattr("kinema.pipeline.cpu_has_native_bf16", lambda: False)
-    monkeypatch.setattr("kinema.pipeline.cpu_has_amx", lambda: False)
     for pick, setting in ((decode_dtype, "decode_precision"), (denoise_dtype, "denoise_precision")):
         with pytest.warns(RuntimeWarning, match=f"{setting} bf16: this CPU has no native bf16"):
             assert pick("bf16", cpu) == torch.bfloat16
@@ -232,12 +231,12 @@ def test_bf16_decode_stays_close_to_fp32(pipe, monkeypatch):
 
 
 def test_denoise_precision_settings():
-    from kinema.cpu_features import cpu_has_amx
+    from kinema.cpu_features import cpu_has_native_bf16
     from kinema.pipeline import denoise_dtype
 
     cpu = torch.device("cpu")
     assert denoise_dtype("fp32", cpu) == torch.float32 and denoise_dtype("bf16", cpu) == torch.bfloat16
-    assert denoise_dtype("auto", cpu) == (torch.bfloat16 if cpu_has_amx() else torch.float32)
+    assert denoise_dtype("auto", cpu) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
     assert denoise_dtype("auto", torch.device("cuda")) == torch.float32
     with pytest.raises(KinemaError, match="denoise_precision"):
         denoise_dtype("half", cpu)
@@ -437,10 +436,10 @@ def test_shift_reaches_the_sampler_and_the_metadata(pipe, monkeypatch):
     assert not np.array_equal(auto.frames, shifted.frames)  # same seed, another schedule
     batch = pipe.generate_batch([PROMPT], seeds=[0], num_frames=5, shift=6.0)
     assert used[-1] == 6.0 and batch[0].metadata["shift"] == 6.0
-    from kinema.cpu_features import cpu_has_amx
+    from kinema.cpu_features import cpu_has_native_bf16
 
     assert pipe.resolve_sampling(shift=6.0) == {"steps": 2, "guidance": 5.0, "sampler": "euler", "shift": 6.0,
-                                                "precision": "bf16" if cpu_has_amx() else "fp32"}
+                                                "precision": "bf16" if cpu_has_native_bf16() else "fp32"}
     assert pipe.resolve_sampling()["shift"] is None
 
 

@@ -30,12 +30,3 @@ def cpu_has_native_bf16() -> bool:
 def cpu_has_avx512() -> bool:
     """Whether torch dispatches to AVX-512 kernels on this CPU (AMX CPUs included)."""
     return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
-
-
-@functools.cache
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles that torch can use (False where torch cannot tell)."""
-    try:
-        return bool(torch._C._cpu._init_amx())
-    except (AttributeError, RuntimeError):
-        return False

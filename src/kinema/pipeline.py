@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from .allocator import keep_freed_memory
-from .cpu_features import BF16_EMULATED, cpu_has_amx, cpu_has_native_bf16
+from .cpu_features import BF16_EMULATED, cpu_has_native_bf16
 from .diffusion.flow import num_tokens_for, shift_for_tokens
 from .diffusion.sampling import SAMPLERS, check_guidance_interval, edit_schedule, sample
 from .errors import KinemaError
@@ -83,7 +83,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "strength": 0.6,
     "decode_chunk_size": None,  # latent frames per decoder chunk (None: all at once)
     "decode_precision": "auto",  # auto: bf16 on a CPU with native bf16 (3x faster decode), else fp32
-    "denoise_precision": "auto",  # auto: the transformer's matmuls in bf16 on a CPU with AMX, else fp32
+    "denoise_precision": "auto",  # auto: the transformer's matmuls in bf16 on a CPU with native bf16, else fp32
     "max_frames": 1000,
     "layout": True,  # text->video with a scene planner and a layout transformer: plan the scene first
 }
@@ -1276,11 +1276,12 @@ def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 def denoise_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The transformer's matmul dtype while denoising, for a `denoise_precision` setting: "fp32",
-    "bf16" (autocast), or "auto": bf16 on a CPU with AMX, where its matmuls run several times
-    faster than fp32 (benchmarks/generate.py: denoising 1.9x faster end to end), fp32 elsewhere
-    (on AVX512-BF16 without AMX, bf16 autocast measured no faster than our fp32 path)."""
+    "bf16" (autocast), or "auto": bf16 on a CPU whose oneDNN has native bf16 (AMX, or AVX512-BF16),
+    where its matmuls run at twice fp32's peak or more (benchmarks/generate.py: denoising 1.9x
+    faster with AMX, 1.3-1.5x with AVX512-BF16), fp32 elsewhere (on an AVX2 CPU torch emulates
+    bf16, far slower), GPUs included."""
     return _precision_dtype("denoise_precision", precision, device,
-                            lambda: device.type == "cpu" and cpu_has_amx())
+                            lambda: device.type == "cpu" and cpu_has_native_bf16())
 
 
 def _load_text_encoder(root: Path, cfg: dict):
