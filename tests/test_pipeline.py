@@ -205,6 +205,8 @@ def test_bf16_on_a_cpu_that_only_emulates_it_warns(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert decode_dtype("bf16", cpu) == torch.bfloat16 == denoise_dtype("bf16", cpu)
+        # native bf16 (AMX or AVX512-BF16): auto picks it for both
+        assert decode_dtype("auto", cpu) == torch.bfloat16 == denoise_dtype("auto", cpu)
 
 
 def test_decode_precision_settings():
