@@ -1246,11 +1246,10 @@ def _load_component(root: Path, comp: str, config_cls, model_cls):
     return model
 
 
-def _precision_dtype(setting: str, precision: str, device: torch.device,
-                     auto_bf16: Callable[[], bool]) -> torch.dtype:
-    """A precision setting ("fp32", "bf16" or "auto") as a dtype; "auto" is bf16 where `auto_bf16()`
-    says so. A KinemaError naming `setting` for any other value; a warning for "bf16" on a CPU that
-    can only emulate it."""
+def _precision_dtype(setting: str, precision: str, device: torch.device) -> torch.dtype:
+    """A precision setting ("fp32", "bf16" or "auto") as a dtype; "auto" is bf16 on a CPU whose
+    oneDNN has native bf16 (AMX or AVX512-BF16), fp32 elsewhere, GPUs included. A KinemaError naming
+    `setting` for any other value; a warning for "bf16" on a CPU that can only emulate it."""
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":
@@ -1259,7 +1258,7 @@ def _precision_dtype(setting: str, precision: str, device: torch.device,
         return torch.bfloat16
     if precision != "auto":
         raise KinemaError(f"{setting} must be 'auto', 'fp32' or 'bf16', got {precision!r}")
-    return torch.bfloat16 if auto_bf16() else torch.float32
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else torch.float32
 
 
 def bf16_autocast(device: torch.device, dtype: torch.dtype):
@@ -1270,8 +1269,7 @@ def bf16_autocast(device: torch.device, dtype: torch.dtype):
 def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The decoder's compute dtype for a `decode_precision` setting: "fp32", "bf16", or "auto"
     (bf16 on a CPU whose oneDNN has native bf16, e.g. AVX512-BF16 or AMX; fp32 elsewhere)."""
-    return _precision_dtype("decode_precision", precision, device,
-                            lambda: device.type == "cpu" and cpu_has_native_bf16())
+    return _precision_dtype("decode_precision", precision, device)
 
 
 def denoise_dtype(precision: str, device: torch.device) -> torch.dtype:
@@ -1280,8 +1278,7 @@ def denoise_dtype(precision: str, device: torch.device) -> torch.dtype:
     where its matmuls run at twice fp32's peak or more (benchmarks/generate.py: denoising 1.9x
     faster with AMX, 1.3-1.5x with AVX512-BF16), fp32 elsewhere (on an AVX2 CPU torch emulates
     bf16, far slower), GPUs included."""
-    return _precision_dtype("denoise_precision", precision, device,
-                            lambda: device.type == "cpu" and cpu_has_native_bf16())
+    return _precision_dtype("denoise_precision", precision, device)
 
 
 def _load_text_encoder(root: Path, cfg: dict):
